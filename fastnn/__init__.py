@@ -1,0 +1,1 @@
+"""fastnn: see how neural networks learn, with kernels compiled three ways."""

@@ -1,0 +1,159 @@
+"""fastnn.kernels: one kernel contract, several backends.
+
+``contract.py`` lists every kernel with its argument shapes. Each backend is one
+module here implementing all of them:
+
+=========  ==============================  ==========================================
+name       module                          what it is
+=========  ==============================  ==========================================
+python     ``python_backend``              interpreted loops over elements (slow)
+numpy      ``numpy_backend``               vectorised NumPy: the reference
+numba      ``numba_backend``               Numba ``@njit`` kernels, CPU-parallel
+cython     ``cython_backend``              Cython + C kernels, SIMD + OpenMP
+cuda       ``cuda_backend``                numba-cuda kernels on an NVIDIA GPU
+=========  ==============================  ==========================================
+
+:func:`get` returns a :class:`Backend`: every kernel of the contract, each wrapped
+so that its arguments are validated by ``contract.check`` **before** the backend's
+code runs. A backend module that fails to import, or that lacks a kernel, is
+reported as unavailable with the reason, never as a crash of ``import fastnn``.
+"""
+
+import importlib
+
+import numpy as np
+
+from . import contract
+
+# Order matters: "auto" picks the first available of AUTO_ORDER.
+BACKEND_MODULES = {
+    "python": "python_backend",
+    "numpy": "numpy_backend",
+    "numba": "numba_backend",
+    "cython": "cython_backend",
+    "cuda": "cuda_backend",
+}
+AUTO_ORDER = ("cython", "numba", "numpy")
+
+
+class BackendUnavailable(RuntimeError):
+    """The named backend exists but cannot run here (the message says why)."""
+
+
+class Backend:
+    """A validated view of one backend module.
+
+    Attributes are the contract's kernels (checked), plus:
+
+    * ``name`` / ``description``
+    * ``module``: the raw module (kernels without checks, optional extras such as
+      fused training steps).
+    * array helpers, so layers never need to know where memory lives:
+      ``empty(shape, dtype)``, ``zeros(shape, dtype)``, ``asarray(host_array)``,
+      ``to_host(array)``. CPU backends keep NumPy arrays; a GPU backend overrides
+      these in its module.
+    """
+
+    def __init__(self, name, module):
+        self.name = name
+        self.module = module
+        self.description = getattr(module, "DESCRIPTION", "")
+        for kernel in contract.KERNELS:
+            setattr(self, kernel, _checked(kernel, getattr(module, kernel)))
+        for helper in ("empty", "zeros", "asarray", "to_host"):
+            if hasattr(module, helper):
+                setattr(self, helper, getattr(module, helper))
+        self.on_device = bool(getattr(module, "ON_DEVICE", False))
+
+    @staticmethod
+    def empty(shape, dtype):
+        return np.empty(shape, dtype)
+
+    @staticmethod
+    def zeros(shape, dtype):
+        return np.zeros(shape, dtype)
+
+    @staticmethod
+    def asarray(array, dtype=None):
+        return np.ascontiguousarray(array, dtype=dtype)
+
+    @staticmethod
+    def to_host(array):
+        return array
+
+    def optional(self, name):
+        """An optional extra kernel of this backend (e.g. a fused training step), or None."""
+        return getattr(self.module, name, None)
+
+    def __repr__(self):
+        return f"<fastnn backend {self.name!r}: {self.description}>"
+
+
+def _checked(name, fn):
+    check = contract.CHECKS[name]
+
+    def kernel(*args, **kwargs):
+        check(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    kernel.__name__ = name
+    kernel.__doc__ = contract.KERNELS[name]
+    kernel.unchecked = fn
+    return kernel
+
+
+_cache = {}
+
+
+def _load(name):
+    """Return (Backend or None, reason). Never raises; the result is cached."""
+    if name in _cache:
+        return _cache[name]
+    try:
+        module = importlib.import_module(f"{__name__}.{BACKEND_MODULES[name]}")
+        ok, reason = module.available()
+        if ok:
+            missing = [k for k in contract.KERNELS if not hasattr(module, k)]
+            if missing:
+                ok, reason = False, f"missing kernels: {', '.join(missing)}"
+    except Exception as exc:  # any import-time failure means "unavailable", with why
+        ok, reason, module = False, f"{type(exc).__name__}: {exc}", None
+    result = (Backend(name, module) if ok else None, reason)
+    _cache[name] = result
+    return result
+
+
+def names():
+    """All backend names fastnn knows, available here or not."""
+    return tuple(BACKEND_MODULES)
+
+
+def status():
+    """{name: (available, reason)} for every known backend."""
+    return {name: (_load(name)[0] is not None, _load(name)[1]) for name in BACKEND_MODULES}
+
+
+def available():
+    """Names of the backends that can run here, in documentation order."""
+    return [name for name in BACKEND_MODULES if _load(name)[0] is not None]
+
+
+def resolve(name):
+    """Map "auto" to the fastest available backend; validate any other name."""
+    if name == "auto":
+        for candidate in AUTO_ORDER:
+            if _load(candidate)[0] is not None:
+                return candidate
+    if name not in BACKEND_MODULES:
+        raise ValueError(f"unknown backend {name!r}; expected one of "
+                         f"{('auto',) + tuple(BACKEND_MODULES)}")
+    return name
+
+
+def get(name):
+    """The :class:`Backend` called ``name`` (or "auto"); BackendUnavailable if it cannot run."""
+    name = resolve(name)
+    backend, reason = _load(name)
+    if backend is None:
+        raise BackendUnavailable(f"backend {name!r} is not available: {reason}")
+    return backend

@@ -1,0 +1,332 @@
+"""Interpreted backend: every kernel as plain Python loops over Python floats.
+
+This is the slow end of the compiled-vs-interpreted study: each kernel copies
+its inputs into nested Python lists (``tolist``), computes with ordinary ``for``
+loops and ``math`` functions, and writes the result into the output array in one
+assignment. No NumPy arithmetic runs inside a loop. It is correct (tested against
+the NumPy reference) but only practical for small sizes: a 256x256 matrix
+multiply takes seconds here and about a millisecond with BLAS.
+"""
+
+import math
+
+NAME = "python"
+DESCRIPTION = "interpreted Python loops (slow; for small sizes and for reading)"
+
+
+def available():
+    return True, "pure Python (practical only at small sizes)"
+
+
+def _rows(a, trans=False):
+    """A 2-D array (or its transpose) as a list of row lists of Python floats."""
+    return (a.T if trans else a).tolist()
+
+
+# --- matrix multiply ------------------------------------------------------
+
+def gemm(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+    A = _rows(a, trans_a)            # (M, K)
+    Bt = _rows(b, not trans_b)       # op(b) transposed: (N, K), so each column is a row
+    C = out.tolist()
+    for i, a_row in enumerate(A):
+        c_row = C[i]
+        for j, b_col in enumerate(Bt):
+            s = 0.0
+            for k in range(len(a_row)):
+                s += a_row[k] * b_col[k]
+            c_row[j] = alpha * s + (beta * c_row[j] if beta != 0.0 else 0.0)
+    out[...] = C
+
+
+# --- activations (element-wise over flat lists) -----------------------------
+
+def _sigmoid(v):
+    if v >= 0:
+        return 1.0 / (1.0 + math.exp(-v))
+    e = math.exp(v)
+    return e / (1.0 + e)
+
+
+def _act(v, activation, alpha):
+    if activation == "relu":
+        return v if v > 0 else 0.0
+    if activation == "leaky_relu":
+        return v if v > 0 else alpha * v
+    if activation == "sigmoid":
+        return _sigmoid(v)
+    if activation == "tanh":
+        return math.tanh(v)
+    return v
+
+
+def _act_grad(y, activation, alpha):
+    """Derivative of the activation, written in terms of its output y."""
+    if activation == "relu":
+        return 1.0 if y > 0 else 0.0
+    if activation == "leaky_relu":
+        return 1.0 if y > 0 else alpha
+    if activation == "sigmoid":
+        return y * (1.0 - y)
+    if activation == "tanh":
+        return 1.0 - y * y
+    return 1.0
+
+
+def _map(x, out, fn):
+    out.reshape(-1)[...] = [fn(v) for v in x.reshape(-1).tolist()]
+
+
+def _backward(y, dy, dx, activation, alpha=0.0):
+    ys, dys = y.reshape(-1).tolist(), dy.reshape(-1).tolist()
+    dx.reshape(-1)[...] = [dys[i] * _act_grad(ys[i], activation, alpha) for i in range(len(ys))]
+
+
+def relu_forward(x, out):
+    _map(x, out, lambda v: _act(v, "relu", 0.0))
+
+
+def relu_backward(y, dy, dx):
+    _backward(y, dy, dx, "relu")
+
+
+def leaky_relu_forward(x, out, alpha):
+    _map(x, out, lambda v: _act(v, "leaky_relu", alpha))
+
+
+def leaky_relu_backward(y, dy, dx, alpha):
+    _backward(y, dy, dx, "leaky_relu", alpha)
+
+
+def sigmoid_forward(x, out):
+    _map(x, out, _sigmoid)
+
+
+def sigmoid_backward(y, dy, dx):
+    _backward(y, dy, dx, "sigmoid")
+
+
+def tanh_forward(x, out):
+    _map(x, out, math.tanh)
+
+
+def tanh_backward(y, dy, dx):
+    _backward(y, dy, dx, "tanh")
+
+
+# --- dense layer ----------------------------------------------------------
+
+def dense_forward(x, w, b, out, activation="linear", alpha=0.01):
+    X, Wt, B = _rows(x), _rows(w, True), b.tolist()
+    result = []
+    for x_row in X:
+        row = []
+        for j, w_col in enumerate(Wt):
+            s = B[j]
+            for k in range(len(x_row)):
+                s += x_row[k] * w_col[k]
+            row.append(_act(s, activation, alpha))
+        result.append(row)
+    out[...] = result
+
+
+def dense_backward(x, w, y, dy, dz, dx, dw, db, activation="linear", alpha=0.01):
+    X, W, Y, DY = _rows(x), _rows(w), _rows(y), _rows(dy)
+    n, (n_in, n_out) = len(X), w.shape
+    # dz = dy * act'(y): the chain rule through the activation
+    DZ = [[DY[r][j] * _act_grad(Y[r][j], activation, alpha) for j in range(n_out)] for r in range(n)]
+    # dw[i][j] = sum_r x[r][i] dz[r][j];  db[j] = sum_r dz[r][j]
+    DW = [[0.0] * n_out for _ in range(n_in)]
+    DB = [0.0] * n_out
+    for r in range(n):
+        for j in range(n_out):
+            DB[j] += DZ[r][j]
+        for i in range(n_in):
+            xi = X[r][i]
+            for j in range(n_out):
+                DW[i][j] += xi * DZ[r][j]
+    dz[...] = DZ
+    dw[...] = DW
+    db[...] = DB
+    if dx is not None:
+        # dx[r][i] = sum_j dz[r][j] w[i][j]
+        dx[...] = [[sum(DZ[r][j] * W[i][j] for j in range(n_out)) for i in range(n_in)]
+                   for r in range(n)]
+
+
+# --- softmax and losses ---------------------------------------------------
+
+def _softmax_row(row):
+    m = max(row)
+    e = [math.exp(v - m) for v in row]
+    s = sum(e)
+    return [v / s for v in e], m, s
+
+
+def softmax_forward(x, out):
+    out[...] = [_softmax_row(row)[0] for row in _rows(x)]
+
+
+def softmax_backward(y, dy, dx):
+    result = []
+    for y_row, dy_row in zip(_rows(y), _rows(dy)):
+        dot = sum(a * b for a, b in zip(y_row, dy_row))
+        result.append([a * (b - dot) for a, b in zip(y_row, dy_row)])
+    dx[...] = result
+
+
+def softmax_cross_entropy_forward(logits, labels, probs):
+    P, total = [], 0.0
+    for row, label in zip(_rows(logits), labels.tolist()):
+        p, m, s = _softmax_row(row)
+        P.append(p)
+        total += math.log(s) - (row[label] - m)   # -log softmax, via log-sum-exp
+    probs[...] = P
+    return total / len(P)
+
+
+def softmax_cross_entropy_backward(probs, labels, dlogits):
+    P, n = _rows(probs), probs.shape[0]
+    for row, label in zip(P, labels.tolist()):
+        row[label] -= 1.0
+        for j in range(len(row)):
+            row[j] /= n
+    dlogits[...] = P
+
+
+def mse_forward(y, t):
+    ys, ts = y.reshape(-1).tolist(), t.reshape(-1).tolist()
+    return sum((a - b) ** 2 for a, b in zip(ys, ts)) / len(ys)
+
+
+def mse_backward(y, t, dy):
+    ys, ts = y.reshape(-1).tolist(), t.reshape(-1).tolist()
+    dy.reshape(-1)[...] = [2.0 * (a - b) / len(ys) for a, b in zip(ys, ts)]
+
+
+def bce_with_logits_forward(z, t):
+    zs, ts = z.reshape(-1).tolist(), t.reshape(-1).tolist()
+    total = 0.0
+    for a, b in zip(zs, ts):
+        total += max(a, 0.0) - a * b + math.log1p(math.exp(-abs(a)))
+    return total / len(zs)
+
+
+def bce_with_logits_backward(z, t, dz):
+    zs, ts = z.reshape(-1).tolist(), t.reshape(-1).tolist()
+    dz.reshape(-1)[...] = [(_sigmoid(a) - b) / len(zs) for a, b in zip(zs, ts)]
+
+
+def count_correct(scores, labels):
+    correct = 0
+    for row, label in zip(_rows(scores), labels.tolist()):
+        best = 0
+        for j in range(1, len(row)):
+            if row[j] > row[best]:
+                best = j
+        correct += best == label
+    return correct
+
+
+# --- dropout, residual, batch norm ----------------------------------------
+
+def _zip_map(a, b, out, fn):
+    av, bv = a.reshape(-1).tolist(), b.reshape(-1).tolist()
+    out.reshape(-1)[...] = [fn(p, q) for p, q in zip(av, bv)]
+
+
+def dropout_forward(x, mask, out):
+    _zip_map(x, mask, out, lambda v, m: v * m)
+
+
+def dropout_backward(mask, dy, dx):
+    _zip_map(dy, mask, dx, lambda v, m: v * m)
+
+
+def add(a, b, out):
+    _zip_map(a, b, out, lambda p, q: p + q)
+
+
+def batchnorm_forward(x, gamma, beta, out, xhat, invstd, running_mean, running_var, momentum, eps):
+    X, G, B = _rows(x), gamma.tolist(), beta.tolist()
+    n, d = len(X), len(G)
+    M = [sum(X[r][j] for r in range(n)) / n for j in range(d)]
+    V = [sum((X[r][j] - M[j]) ** 2 for r in range(n)) / n for j in range(d)]
+    S = [1.0 / math.sqrt(v + eps) for v in V]
+    XH = [[(X[r][j] - M[j]) * S[j] for j in range(d)] for r in range(n)]
+    out[...] = [[G[j] * XH[r][j] + B[j] for j in range(d)] for r in range(n)]
+    xhat[...] = XH
+    invstd[...] = S
+    correction = n / (n - 1) if n > 1 else 1.0
+    RM, RV = running_mean.tolist(), running_var.tolist()
+    running_mean[...] = [(1 - momentum) * RM[j] + momentum * M[j] for j in range(d)]
+    running_var[...] = [(1 - momentum) * RV[j] + momentum * V[j] * correction for j in range(d)]
+
+
+def batchnorm_inference(x, gamma, beta, running_mean, running_var, eps, out):
+    G, B, RM, RV = gamma.tolist(), beta.tolist(), running_mean.tolist(), running_var.tolist()
+    S = [G[j] / math.sqrt(RV[j] + eps) for j in range(len(G))]
+    out[...] = [[(v - RM[j]) * S[j] + B[j] for j, v in enumerate(row)] for row in _rows(x)]
+
+
+def batchnorm_backward(xhat, gamma, invstd, dy, dx, dgamma, dbeta):
+    XH, G, S, DY = _rows(xhat), gamma.tolist(), invstd.tolist(), _rows(dy)
+    n, d = len(XH), len(G)
+    DB = [sum(DY[r][j] for r in range(n)) for j in range(d)]
+    DG = [sum(DY[r][j] * XH[r][j] for r in range(n)) for j in range(d)]
+    dx[...] = [[G[j] * S[j] / n * (n * DY[r][j] - DB[j] - XH[r][j] * DG[j]) for j in range(d)]
+               for r in range(n)]
+    dgamma[...] = DG
+    dbeta[...] = DB
+
+
+# --- optimizers and parameter reductions ---------------------------------
+
+def sgd_update(p, g, v, lr, momentum, weight_decay, nesterov):
+    P, G, V = p.reshape(-1).tolist(), g.reshape(-1).tolist(), v.reshape(-1).tolist()
+    for i in range(len(P)):
+        grad = G[i] + weight_decay * P[i]
+        if momentum == 0:
+            P[i] -= lr * grad
+            continue
+        V[i] = momentum * V[i] + grad
+        P[i] -= lr * (grad + momentum * V[i] if nesterov else V[i])
+    p.reshape(-1)[...] = P
+    if momentum != 0:
+        v.reshape(-1)[...] = V
+
+
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled):
+    P, G = p.reshape(-1).tolist(), g.reshape(-1).tolist()
+    M, V = m.reshape(-1).tolist(), v.reshape(-1).tolist()
+    c1, c2 = 1.0 - beta1 ** step, 1.0 - beta2 ** step
+    for i in range(len(P)):
+        grad = G[i]
+        if decoupled:
+            P[i] -= lr * weight_decay * P[i]
+        else:
+            grad += weight_decay * P[i]
+        M[i] = beta1 * M[i] + (1.0 - beta1) * grad
+        V[i] = beta2 * V[i] + (1.0 - beta2) * grad * grad
+        P[i] -= lr * (M[i] / c1) / (math.sqrt(V[i] / c2) + eps)
+    p.reshape(-1)[...] = P
+    m.reshape(-1)[...] = M
+    v.reshape(-1)[...] = V
+
+
+def sum_squares(x):
+    return sum(v * v for v in x.reshape(-1).tolist())
+
+
+def abs_sum(x):
+    return sum(abs(v) for v in x.reshape(-1).tolist())
+
+
+def scale_(x, s):
+    x.reshape(-1)[...] = [v * s for v in x.reshape(-1).tolist()]
+
+
+def penalty_grad(w, g, l1, l2):
+    ws, gs = w.reshape(-1).tolist(), g.reshape(-1).tolist()
+    sign = lambda v: (v > 0) - (v < 0)  # noqa: E731
+    g.reshape(-1)[...] = [gv + l1 * sign(wv) + l2 * wv for wv, gv in zip(ws, gs)]

@@ -1,0 +1,358 @@
+"""Every kernel of every backend against the NumPy reference.
+
+Hypothesis draws the shapes (1-sized and prime dimensions included), the dtype
+and the memory layout of the inputs (C order, Fortran order, or a strided view),
+so a kernel that assumes contiguity or a block size is caught here.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import fastnn.kernels as K
+from fastnn.kernels.contract import ACTIVATIONS, ContractError
+
+from conftest import max_dim
+
+DTYPES = st.sampled_from([np.float32, np.float64])
+LAYOUTS = st.sampled_from(["C", "F", "strided"])
+TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-10}
+
+
+def make(data, shape, dtype, low=-1.0, high=1.0, layout=None):
+    """A random array of ``shape`` in the drawn layout (inputs only)."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31), label="seed"))
+    a = rng.uniform(low, high, size=shape).astype(dtype)
+    layout = layout or data.draw(LAYOUTS, label="layout")
+    if layout == "F":
+        return np.asfortranarray(a)
+    if layout == "strided":
+        big = np.zeros(shape[:-1] + (2 * shape[-1],), dtype) if shape else a
+        big[..., ::2] = a
+        return big[..., ::2]
+    return np.ascontiguousarray(a)
+
+
+def dims(data, backend, n, low=1):
+    hi = max_dim(backend.name)
+    return [data.draw(st.integers(low, hi), label=f"d{i}") for i in range(n)]
+
+
+def on(backend, a):
+    """Hand an input to the backend: host arrays as they are, device copies for GPU backends."""
+    return backend.asarray(a) if backend.on_device and a is not None else a
+
+
+def out_like(backend, shape, dtype, init=None):
+    if init is not None:
+        return backend.asarray(np.array(init, dtype=dtype, order="C"))
+    return backend.asarray(np.full(shape, np.nan, dtype=dtype))
+
+
+def host(backend, a):
+    return np.asarray(backend.to_host(a))
+
+
+def close(got, want, dtype, scale=None):
+    tol = TOL[np.dtype(dtype)]
+    want = np.asarray(want)
+    scale = max(1.0, float(np.max(np.abs(want)))) if scale is None and want.size else (scale or 1.0)
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
+
+
+def compare(backend, reference, name, inputs, outputs, dtype, kwargs=None, scale=None):
+    """Run kernel ``name`` on both backends; compare outputs and return value.
+
+    ``inputs``: positional host inputs; ``outputs``: {position: initial value or shape}
+    inserted as fresh C-contiguous output arrays.
+    """
+    kwargs = kwargs or {}
+
+    def build(bk, via_device):
+        args, outs = list(inputs), {}
+        for pos in sorted(outputs):
+            init = outputs[pos]
+            arr = (np.array(init, dtype=dtype, order="C") if isinstance(init, np.ndarray)
+                   else np.full(init, np.nan, dtype=dtype))
+            args.insert(pos, arr)
+        if via_device:
+            args = [on(bk, a) if isinstance(a, np.ndarray) else a for a in args]
+        return args
+
+    ref_args = build(reference, False)
+    got_args = build(backend, True)
+    want = getattr(reference, name)(*ref_args, **kwargs)
+    got = getattr(backend, name)(*got_args, **kwargs)
+    if want is not None:
+        assert got is not None
+        close(np.float64(got), np.float64(want), dtype)
+    for pos in outputs:
+        close(host(backend, got_args[pos]), ref_args[pos], dtype, scale)
+
+
+# --- gemm ------------------------------------------------------------------
+
+@given(data=st.data())
+def test_gemm(backend, reference, data):
+    m, n, k = dims(data, backend, 3)
+    dtype = data.draw(DTYPES)
+    ta, tb = data.draw(st.booleans()), data.draw(st.booleans())
+    alpha = data.draw(st.sampled_from([1.0, -0.5, 2.0]))
+    beta = data.draw(st.sampled_from([0.0, 1.0, 0.25]))
+    a = make(data, (k, m) if ta else (m, k), dtype)
+    b = make(data, (n, k) if tb else (k, n), dtype)
+    c0 = make(data, (m, n), dtype, layout="C")
+    compare(backend, reference, "gemm", [a, b], {2: c0}, dtype,
+            dict(trans_a=ta, trans_b=tb, alpha=alpha, beta=beta), scale=k)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 7, 1), (13, 1, 17), (31, 37, 41), (64, 65, 3)])
+def test_gemm_odd_sizes(backend, reference, shape):
+    m, n, k = shape
+    if backend.name in ("python", "cuda") and m * n * k > 2000:
+        m, n, k = 5, 7, 3
+    rng = np.random.default_rng(0)
+    for ta in (False, True):
+        for tb in (False, True):
+            a = rng.standard_normal((k, m) if ta else (m, k))
+            b = rng.standard_normal((n, k) if tb else (k, n))
+            out = backend.asarray(np.zeros((m, n)))
+            backend.gemm(on(backend, a), on(backend, b), out, trans_a=ta, trans_b=tb)
+            want = (a.T if ta else a) @ (b.T if tb else b)
+            close(host(backend, out), want, np.float64, scale=k)
+
+
+# --- dense layer -------------------------------------------------------------
+
+@given(data=st.data(), activation=st.sampled_from(ACTIVATIONS))
+def test_dense_forward(backend, reference, data, activation):
+    n, i, o = dims(data, backend, 3)
+    dtype = data.draw(DTYPES)
+    x, w, b = make(data, (n, i), dtype), make(data, (i, o), dtype), make(data, (o,), dtype)
+    compare(backend, reference, "dense_forward", [x, w, b], {3: (n, o)}, dtype,
+            dict(activation=activation, alpha=0.1), scale=i)
+
+
+@given(data=st.data(), activation=st.sampled_from(ACTIVATIONS), with_dx=st.booleans(),
+       alias=st.booleans())
+def test_dense_backward(backend, reference, data, activation, with_dx, alias):
+    n, i, o = dims(data, backend, 3)
+    dtype = data.draw(DTYPES)
+    x, w, b = make(data, (n, i), dtype), make(data, (i, o), dtype), make(data, (o,), dtype)
+    y = np.empty((n, o), dtype)
+    reference.dense_forward(x, w, b, y, activation, 0.1)
+    dy = make(data, (n, o), dtype, layout="C")
+    results = {}
+    for bk in (reference, backend):
+        dy_b = bk.asarray(dy.copy())
+        dz = dy_b if alias else bk.asarray(np.zeros((n, o), dtype))
+        dx = bk.asarray(np.zeros((n, i), dtype)) if with_dx else None
+        dw, db = bk.asarray(np.zeros((i, o), dtype)), bk.asarray(np.zeros((o,), dtype))
+        bk.dense_backward(on(bk, x), on(bk, w), on(bk, y), dy_b, dz, dx, dw, db, activation, 0.1)
+        results[bk.name] = [host(bk, a) for a in (dz, dw, db) + ((dx,) if with_dx else ())]
+    for got, want in zip(results[backend.name], results["numpy"]):
+        close(got, want, dtype, scale=max(n, o))
+
+
+# --- element-wise activations -------------------------------------------------
+
+ELEMENTWISE = [("relu", ()), ("leaky_relu", (0.1,)), ("sigmoid", ()), ("tanh", ())]
+
+
+@pytest.mark.parametrize("act,extra", ELEMENTWISE)
+@given(data=st.data(), ndim=st.integers(1, 3))
+def test_activation_forward_backward(backend, reference, data, act, extra, ndim):
+    shape = tuple(dims(data, backend, ndim))
+    dtype = data.draw(DTYPES)
+    x = make(data, shape, dtype, -8, 8)
+    compare(backend, reference, f"{act}_forward", [x] + list(extra), {1: shape}, dtype)
+    y = np.empty(shape, dtype)
+    getattr(reference, f"{act}_forward")(np.ascontiguousarray(x), y, *extra)
+    dy = make(data, shape, dtype)
+    compare(backend, reference, f"{act}_backward", [y, dy] + list(extra), {2: shape}, dtype)
+
+
+def test_sigmoid_extremes(backend):
+    x = np.array([-1e4, -100.0, -30.0, 0.0, 30.0, 100.0, 1e4], np.float32)
+    out = backend.asarray(np.zeros_like(x))
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        backend.sigmoid_forward(on(backend, x), out)
+    got = host(backend, out)
+    assert np.all(np.isfinite(got)) and got[0] == 0.0 and got[-1] == 1.0 and got[3] == 0.5
+
+
+# --- softmax and losses ---------------------------------------------------------
+
+@given(data=st.data())
+def test_softmax(backend, reference, data):
+    n, c = dims(data, backend, 2)
+    dtype = data.draw(DTYPES)
+    x = make(data, (n, c), dtype, -20, 20)
+    compare(backend, reference, "softmax_forward", [x], {1: (n, c)}, dtype)
+    y = np.empty((n, c), dtype)
+    reference.softmax_forward(x, y)
+    compare(backend, reference, "softmax_backward", [y, make(data, (n, c), dtype)], {2: (n, c)}, dtype)
+
+
+@given(data=st.data(), big=st.booleans())
+def test_softmax_cross_entropy(backend, reference, data, big):
+    n, c = dims(data, backend, 2)
+    dtype = data.draw(DTYPES)
+    scale = 1e4 if big else 5.0
+    logits = make(data, (n, c), dtype, -scale, scale)
+    labels = np.random.default_rng(n * c).integers(0, c, n).astype(np.int64)
+    compare(backend, reference, "softmax_cross_entropy_forward", [logits, labels], {2: (n, c)}, dtype)
+    probs = np.empty((n, c), dtype)
+    loss = reference.softmax_cross_entropy_forward(logits, labels, probs)
+    assert np.isfinite(loss)
+    compare(backend, reference, "softmax_cross_entropy_backward", [probs, labels], {2: (n, c)}, dtype)
+
+
+@pytest.mark.parametrize("loss", ["mse", "bce_with_logits"])
+@given(data=st.data())
+def test_elementwise_losses(backend, reference, data, loss):
+    n, d = dims(data, backend, 2)
+    dtype = data.draw(DTYPES)
+    y = make(data, (n, d), dtype, -30, 30)
+    t = make(data, (n, d), dtype, 0, 1)
+    compare(backend, reference, f"{loss}_forward", [y, t], {}, dtype)
+    compare(backend, reference, f"{loss}_backward", [y, t], {2: (n, d)}, dtype)
+
+
+@given(data=st.data())
+def test_count_correct(backend, reference, data):
+    n, c = dims(data, backend, 2)
+    scores = make(data, (n, c), np.float32)
+    labels = np.random.default_rng(n + c).integers(0, c, n).astype(np.int64)
+    want = reference.count_correct(scores, labels)
+    assert backend.count_correct(on(backend, scores), on(backend, labels)) == want
+
+
+# --- dropout, residual add, batch norm --------------------------------------------
+
+@given(data=st.data())
+def test_dropout_and_add(backend, reference, data):
+    n, d = dims(data, backend, 2)
+    dtype = data.draw(DTYPES)
+    x, dy = make(data, (n, d), dtype), make(data, (n, d), dtype)
+    mask = (np.random.default_rng(n).random((n, d)) > 0.3).astype(dtype) / dtype(0.7)
+    compare(backend, reference, "dropout_forward", [x, mask], {2: (n, d)}, dtype)
+    compare(backend, reference, "dropout_backward", [mask, dy], {2: (n, d)}, dtype)
+    compare(backend, reference, "add", [x, dy], {2: (n, d)}, dtype)
+
+
+@given(data=st.data())
+def test_batchnorm(backend, reference, data):
+    n, d = dims(data, backend, 2)
+    dtype = data.draw(DTYPES)
+    x = make(data, (n, d), dtype, -3, 3)
+    gamma, beta = make(data, (d,), dtype, 0.5, 1.5), make(data, (d,), dtype)
+    rm, rv = make(data, (d,), dtype, layout="C"), make(data, (d,), dtype, 0.5, 2, layout="C")
+    compare(backend, reference, "batchnorm_forward", [x, gamma, beta],
+            {3: (n, d), 4: (n, d), 5: (d,), 6: rm, 7: rv}, dtype, dict(momentum=0.1, eps=1e-3))
+    compare(backend, reference, "batchnorm_inference", [x, gamma, beta, rm, rv, 1e-3],
+            {6: (n, d)}, dtype)
+    out, xhat, invstd = np.empty((n, d), dtype), np.empty((n, d), dtype), np.empty(d, dtype)
+    reference.batchnorm_forward(x, gamma, beta, out, xhat, invstd, rm.copy(), rv.copy(), 0.1, 1e-3)
+    dy = make(data, (n, d), dtype)
+    compare(backend, reference, "batchnorm_backward", [xhat, gamma, invstd, dy],
+            {4: (n, d), 5: (d,), 6: (d,)}, dtype, scale=n)
+
+
+# --- optimizers and reductions ----------------------------------------------------
+
+@given(data=st.data(), momentum=st.sampled_from([0.0, 0.9]), nesterov=st.booleans(),
+       wd=st.sampled_from([0.0, 1e-2]))
+def test_sgd_update(backend, reference, data, momentum, nesterov, wd):
+    shape = tuple(dims(data, backend, data.draw(st.integers(1, 2))))
+    dtype = data.draw(DTYPES)
+    p, g, v = (make(data, shape, dtype, layout="C") for _ in range(3))
+    results = {}
+    for bk in (reference, backend):
+        pp, vv = bk.asarray(p.copy()), bk.asarray(v.copy())
+        for _ in range(3):
+            bk.sgd_update(pp, on(bk, g), vv, 0.1, momentum, wd, nesterov)
+        results[bk.name] = (host(bk, pp), host(bk, vv))
+    for got, want in zip(results[backend.name], results["numpy"]):
+        close(got, want, dtype)
+
+
+@given(data=st.data(), decoupled=st.booleans(), wd=st.sampled_from([0.0, 1e-2]))
+def test_adam_update(backend, reference, data, decoupled, wd):
+    shape = tuple(dims(data, backend, data.draw(st.integers(1, 2))))
+    dtype = data.draw(DTYPES)
+    p, g = make(data, shape, dtype, layout="C"), make(data, shape, dtype)
+    results = {}
+    for bk in (reference, backend):
+        pp = bk.asarray(p.copy())
+        m, v = bk.asarray(np.zeros(shape, dtype)), bk.asarray(np.zeros(shape, dtype))
+        for step in (1, 2, 3):
+            bk.adam_update(pp, on(bk, g), m, v, 1e-2, 0.9, 0.999, 1e-8, wd, step, decoupled)
+        results[bk.name] = (host(bk, pp), host(bk, m), host(bk, v))
+    for got, want in zip(results[backend.name], results["numpy"]):
+        close(got, want, dtype)
+
+
+@given(data=st.data())
+def test_reductions_and_in_place(backend, reference, data):
+    shape = tuple(dims(data, backend, data.draw(st.integers(1, 3))))
+    dtype = data.draw(DTYPES)
+    x = make(data, shape, dtype)
+    for name in ("sum_squares", "abs_sum"):
+        close(np.float64(getattr(backend, name)(on(backend, x))), getattr(reference, name)(x), np.float64)
+    w, g = make(data, shape, dtype), make(data, shape, dtype, layout="C")
+    compare(backend, reference, "penalty_grad", [w, 1e-2, 1e-3], {1: g}, dtype)
+    compare(backend, reference, "scale_", [0.5], {0: g}, dtype)
+
+
+# --- the contract protects compiled code -------------------------------------------
+
+def _f32(*shape):
+    return np.zeros(shape, np.float32)
+
+
+BAD_CALLS = [
+    ("gemm", lambda: (_f32(3, 4), _f32(5, 2), _f32(3, 2))),                       # inner dims
+    ("gemm", lambda: (_f32(3, 4), _f32(4, 2), _f32(2, 2))),                       # out too small
+    ("gemm", lambda: (_f32(3, 4), _f32(4, 2), _f32(3, 4)[:, ::2])),               # out strided
+    ("gemm", lambda: (_f32(3, 4), np.zeros((4, 2)), _f32(3, 2))),                 # mixed dtypes
+    ("dense_forward", lambda: (_f32(2, 5), _f32(4, 3), _f32(3), _f32(2, 3))),      # x width
+    ("dense_forward", lambda: (_f32(2, 4), _f32(4, 3), _f32(2), _f32(2, 3))),      # bias length
+    ("dense_backward", lambda: (_f32(2, 4), _f32(4, 3), _f32(2, 3), _f32(2, 3), _f32(2, 3),
+                                _f32(2, 4), _f32(3, 4), _f32(3))),                # dw transposed
+    ("relu_forward", lambda: (_f32(10), _f32(9))),
+    ("softmax_cross_entropy_forward", lambda: (_f32(2, 3), np.array([0, 3]), _f32(2, 3))),
+    ("softmax_cross_entropy_forward", lambda: (_f32(2, 3), np.array([0, -1]), _f32(2, 3))),
+    ("softmax_cross_entropy_forward", lambda: (_f32(2, 3), np.array([0.0, 1.0]), _f32(2, 3))),
+    ("softmax_cross_entropy_backward", lambda: (_f32(3, 3), np.array([0, 1]), _f32(3, 3))),
+    ("mse_forward", lambda: (_f32(2, 3), _f32(3, 2))),
+    ("count_correct", lambda: (_f32(4, 3), np.array([0, 1, 2]))),
+    ("batchnorm_forward", lambda: (_f32(4, 3), _f32(3), _f32(2), _f32(4, 3), _f32(4, 3), _f32(3),
+                                   _f32(3), _f32(3), 0.1, 1e-5)),
+    ("sgd_update", lambda: (_f32(5), _f32(6), _f32(5), 0.1, 0.9, 0.0, False)),
+    ("adam_update", lambda: (_f32(5), _f32(5), _f32(5), _f32(4), 0.1, 0.9, 0.999, 1e-8, 0.0, 1, False)),
+    ("adam_update", lambda: (_f32(5), _f32(5), _f32(5), _f32(5), 0.1, 0.9, 0.999, 1e-8, 0.0, 0, False)),
+]
+
+
+@pytest.mark.parametrize("name,args", BAD_CALLS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(BAD_CALLS)])
+def test_bad_arguments_never_reach_the_kernel(backend, name, args):
+    """Shapes that would read or write out of bounds raise before any backend code runs."""
+    args = args()
+    if backend.on_device:
+        args = [backend.asarray(a) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
+                for a in args]
+    with pytest.raises((ContractError, TypeError)):
+        getattr(backend, name)(*args)
+
+
+def test_every_backend_implements_the_whole_contract():
+    for name in K.available():
+        module = K.get(name).module
+        missing = [k for k in K.contract.KERNELS if not callable(getattr(module, k, None))]
+        assert not missing, f"{name} lacks {missing}"
+
+
+def test_unknown_backend_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown backend 'fortran'"):
+        K.get("fortran")
