@@ -50,8 +50,13 @@ class Backend:
       fused training steps).
     * array helpers, so layers never need to know where memory lives:
       ``empty(shape, dtype)``, ``zeros(shape, dtype)``, ``asarray(host_array)``,
-      ``to_host(array)``. CPU backends keep NumPy arrays; a GPU backend overrides
-      these in its module.
+      ``to_host(array)``, ``take_rows(array, indices)``. CPU backends keep NumPy
+      arrays; a GPU backend overrides these in its module.
+
+    Optional module extras, used when present: ``set_num_threads(n)``,
+    ``get_num_threads()``, ``warmup()``, ``GEMM_LADDER`` (name -> gemm-like
+    function, naive first, best last) and ``make_train_step(model, loss, optimizer)``
+    (a fused whole training step, or None when unsupported).
     """
 
     def __init__(self, name, module):
@@ -60,7 +65,7 @@ class Backend:
         self.description = getattr(module, "DESCRIPTION", "")
         for kernel in contract.KERNELS:
             setattr(self, kernel, _checked(kernel, getattr(module, kernel)))
-        for helper in ("empty", "zeros", "asarray", "to_host"):
+        for helper in ("empty", "zeros", "asarray", "to_host", "take_rows"):
             if hasattr(module, helper):
                 setattr(self, helper, getattr(module, helper))
         self.on_device = bool(getattr(module, "ON_DEVICE", False))
@@ -80,6 +85,11 @@ class Backend:
     @staticmethod
     def to_host(array):
         return array
+
+    @staticmethod
+    def take_rows(array, indices):
+        """Rows ``indices`` (host int64) of ``array`` as a new C-contiguous array."""
+        return np.ascontiguousarray(array[indices])
 
     def optional(self, name):
         """An optional extra kernel of this backend (e.g. a fused training step), or None."""

@@ -13,15 +13,16 @@ from hypothesis import HealthCheck, settings
 
 import fastnn.kernels as K
 
+_CHOSEN = os.environ.get("FASTNN_TEST_BACKENDS")
+BACKENDS = ([b.strip() for b in _CHOSEN.split(",")] if _CHOSEN
+            else [name for name in K.available() if name != "cuda"])
+
+# The CUDA simulator runs every GPU thread in Python: fewer examples there.
 settings.register_profile(
-    "fastnn", max_examples=25, deadline=None, derandomize=True,
+    "fastnn", max_examples=6 if "cuda" in BACKENDS else 25, deadline=None, derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile("fastnn")
-
-_CPU = [name for name in K.available() if name != "cuda"]
-_CHOSEN = os.environ.get("FASTNN_TEST_BACKENDS")
-BACKENDS = [b.strip() for b in _CHOSEN.split(",")] if _CHOSEN else _CPU
 
 # Interpreted and simulated backends are slow: keep their shapes tiny.
 SMALL = {"python", "cuda"}
