@@ -1,0 +1,316 @@
+"""The training loop: epochs of shuffled mini-batches, each one
+forward -> loss -> backward -> update, with validation after every epoch.
+"""
+
+import math
+import sys
+
+import numpy as np
+
+from .losses import BinaryCrossEntropy, MSE, SoftmaxCrossEntropy
+from .optim import clip_grad_norm
+
+
+class History:
+    """Per-epoch metrics of a ``fit``: ``history.history["val_loss"]`` or ``history.val_loss``.
+
+    Keys: ``loss`` (mean training loss of the epoch), ``accuracy`` (classification
+    losses only), ``val_loss``, ``val_accuracy`` (with validation data), ``lr``.
+    ``stopped_epoch`` / ``best_epoch`` are set by EarlyStopping (0-based; None otherwise).
+    """
+
+    def __init__(self):
+        self.history = {}
+        self.epochs = []
+        self.stopped_epoch = None
+        self.best_epoch = None
+
+    def append(self, epoch, logs):
+        self.epochs.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __getattr__(self, key):
+        if key != "history" and key in self.history:
+            return self.history[key]
+        raise AttributeError(key)
+
+    def __len__(self):
+        return len(self.epochs)
+
+    def __repr__(self):
+        last = {k: round(v[-1], 4) for k, v in self.history.items()}
+        return f"History({len(self)} epochs, last={last})"
+
+    def plot(self, path=None, title="Training history"):
+        """Loss (and accuracy) curves per epoch; saved to ``path`` if given. Returns the figure."""
+        from .plots import plot_history
+        return plot_history(self, path, title)
+
+
+class Callback:
+    """Hooks into ``fit``. ``on_epoch_end`` returns True to stop training."""
+
+    def on_train_begin(self, model, history):
+        pass
+
+    def on_epoch_end(self, epoch, logs):
+        return False
+
+    def on_train_end(self, model, history):
+        pass
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
+
+    ``monitor`` defaults to "val_loss" ("loss" if there is no validation data); names
+    containing "accuracy" are maximised, others minimised. With ``restore_best=True``
+    the weights of the best epoch are put back at the end of training.
+    """
+
+    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, restore_best=True):
+        if patience < 0 or min_delta < 0:
+            raise ValueError("EarlyStopping: patience and min_delta must be >= 0")
+        self.monitor, self.patience, self.min_delta, self.restore_best = monitor, int(patience), float(min_delta), restore_best
+
+    def on_train_begin(self, model, history):
+        self.model, self.history = model, history
+        self.best, self.best_epoch, self.wait, self.best_weights = None, None, 0, None
+
+    def on_epoch_end(self, epoch, logs):
+        key = self.monitor if self.monitor in logs else ("val_loss" if "val_loss" in logs else "loss")
+        value = logs[key]
+        sign = 1.0 if "accuracy" in key else -1.0   # compare as "larger is better"
+        if self.best is None or sign * (value - self.best) > self.min_delta:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                self.best_weights = [np.array(p.data, copy=True) for p in self.model.parameters()]
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
+
+    def on_train_end(self, model, history):
+        history.best_epoch = self.best_epoch
+        if self.restore_best and self.best_weights is not None:
+            for p, w in zip(model.parameters(), self.best_weights):
+                p.data = w
+
+
+def _check_data(X, y, name, model):
+    X = np.asarray(X)
+    if X.dtype.kind not in "fiub":
+        raise TypeError(f"{name}: X must be numeric, got dtype {X.dtype}")
+    if X.ndim < 2:
+        raise ValueError(f"{name}: X must be at least 2-D (samples, features), got shape {X.shape}")
+    if X.dtype.kind == "f" and not np.all(np.isfinite(X)):
+        rows = np.unique(np.nonzero(~np.isfinite(X.reshape(len(X), -1)))[0])
+        raise ValueError(f"{name}: X contains NaN or Inf (first bad rows: {rows[:5].tolist()}); "
+                         "clean or impute the data before training")
+    y = np.asarray(y)
+    if len(y) != len(X):
+        raise ValueError(f"{name}: X has {len(X)} samples but y has {len(y)}")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise ValueError(f"{name}: y contains NaN or Inf")
+    return np.ascontiguousarray(X, dtype=model.dtype), y
+
+
+def _default_loss(model, y):
+    y = np.asarray(y)
+    if y.ndim == 1 and y.dtype.kind in "iu":
+        return SoftmaxCrossEntropy()
+    return MSE()
+
+
+def _correct(loss, bk, out, target):
+    """Number of right predictions in a batch (None for regression losses)."""
+    if isinstance(loss, SoftmaxCrossEntropy):
+        return bk.count_correct(out, loss._cache[2])
+    if isinstance(loss, BinaryCrossEntropy):
+        y, t = bk.to_host(out), bk.to_host(loss._cache[2])
+        return int(np.count_nonzero((y > 0) == (t > 0.5)))
+    return None
+
+
+def _targets_for(loss, y, classes, dtype):
+    """Targets in the form the loss wants, validated and converted once for the whole data set."""
+    if isinstance(loss, SoftmaxCrossEntropy):
+        return SoftmaxCrossEntropy.labels(y, len(y), classes)
+    y = np.asarray(y)
+    if y.dtype.kind not in "fiub":
+        raise TypeError(f"fit: y must be numeric for {type(loss).__name__}, got dtype {y.dtype}")
+    return np.ascontiguousarray(y, dtype=dtype)
+
+
+def fit(model, loss, optimizer, X, y, epochs=10, batch_size=32, validation_data=None,
+        validation_split=0.0, shuffle=True, seed=None, callbacks=(), verbose=1,
+        regularizers=(), clip_norm=None, fused=True):
+    """Train ``model`` on (X, y) with mini-batch gradient descent; returns a :class:`History`.
+
+    Each epoch shuffles the training set (seeded by ``seed``, else the model's seed)
+    and, for every mini-batch of ``batch_size`` rows: forward -> ``loss`` ->
+    backward -> optional ``regularizers`` (``fnn.L1``/``fnn.L2``) and gradient clipping
+    (``clip_norm``: max global norm) -> ``optimizer.step()``.
+
+    Validation: ``validation_data=(X_val, y_val)``, or ``validation_split`` (a
+    fraction of the **last** rows of X held out, as in Keras). ``callbacks`` get
+    ``on_epoch_end(epoch, logs)`` and may stop training. A progress bar is shown on a
+    terminal unless ``verbose=0``.
+
+    A loss that becomes NaN or Inf stops training with a FloatingPointError naming the
+    epoch and step. X: (N, ...) numeric without NaN; y: (N,) int labels for
+    SoftmaxCrossEntropy, or the output's shape for MSE / BinaryCrossEntropy.
+
+    ``fused=True`` lets a backend run the whole step in one compiled call when it
+    supports the model/loss/optimizer combination (numbers equal the generic path's).
+    """
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"fit: epochs must be a positive integer, got {epochs!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"fit: batch_size must be a positive integer, got {batch_size!r}")
+    if not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split!r}")
+    X, y = _check_data(X, y, "fit", model)
+    if validation_data is None and validation_split > 0:
+        n_val = max(1, int(round(len(X) * validation_split)))
+        validation_data = (X[-n_val:], y[-n_val:])
+        X, y = X[:-n_val], y[:-n_val]
+    if validation_data is not None:
+        validation_data = _check_data(*validation_data, "fit (validation_data)", model)
+
+    bk = model.bk
+    loss.backend_name = model.backend_name
+    model.eval()   # a probe of the output width that leaves no trace (no dropout draw, no BN update)
+    out_width = model._forward(X[:1]).shape[-1]
+    model.train()
+    targets = _targets_for(loss, y, out_width, model.dtype)
+    on_device = bk.on_device
+    if on_device:   # upload the whole data set once; batches are gathered on the device
+        X_all, T_all = bk.asarray(X), bk.asarray(np.ascontiguousarray(targets))
+    rng = np.random.default_rng(seed if seed is not None else getattr(model, "seed", None))
+    model.fit_loss_ = loss
+    params = model.parameters()
+
+    fused_step = None
+    if fused and not regularizers and clip_norm is None:
+        builder = bk.optional("make_train_step")
+        fused_step = builder(model, loss, optimizer) if builder else None
+
+    history = History()
+    callbacks = list(callbacks)
+    for cb in callbacks:
+        if hasattr(cb, "on_train_begin"):
+            cb.on_train_begin(model, history)
+
+    bar = _progress(epochs, verbose)
+    n = len(X)
+    try:
+        for epoch in range(epochs):
+            model.train()
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            total_loss, total_correct, counted = 0.0, 0, 0
+            for step, start in enumerate(range(0, n, batch_size)):
+                idx = order[start:start + batch_size]
+                if on_device:
+                    xb, tb = bk.take_rows(X_all, idx), bk.take_rows(T_all, idx)
+                else:
+                    xb, tb = X[idx], targets[idx]
+                if fused_step is not None:
+                    value, correct = fused_step(xb, tb)
+                else:
+                    out = model._forward(xb)
+                    value = loss.forward(out, tb)
+                    correct = _correct(loss, bk, out, tb)
+                    model._backward(loss._backward(), need_dx=False)
+                    for reg in regularizers:
+                        value += reg.value(params)
+                        reg.add_grad(params)
+                    if clip_norm is not None:
+                        clip_grad_norm(params, clip_norm)
+                    optimizer.step()
+                if not math.isfinite(value):
+                    raise FloatingPointError(
+                        f"fit: the loss became {value} at epoch {epoch + 1}, step {step + 1}: training "
+                        f"diverged. Try a lower learning rate (now {optimizer.lr:g}), gradient "
+                        "clipping (clip_norm=...) or standardised inputs.")
+                total_loss += value * len(idx)
+                counted += len(idx)
+                if correct is not None:
+                    total_correct += correct
+            logs = {"loss": total_loss / counted}
+            if _is_classifier(loss):
+                logs["accuracy"] = total_correct / counted
+            if validation_data is not None:
+                val = evaluate(model, *validation_data, loss=loss)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            logs["lr"] = optimizer.lr
+            history.append(epoch, logs)
+            if bar is not None:
+                bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k != "lr"})
+                bar.update(1)
+            elif verbose >= 2:
+                print(f"epoch {epoch + 1}/{epochs} " + " ".join(f"{k}={v:.4f}" for k, v in logs.items()))
+            stop = [cb.on_epoch_end(epoch, logs) for cb in callbacks]
+            if any(stop):
+                history.stopped_epoch = epoch
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+        model.train()
+    for cb in callbacks:
+        if hasattr(cb, "on_train_end"):
+            cb.on_train_end(model, history)
+    return history
+
+
+def _is_classifier(loss):
+    return isinstance(loss, (SoftmaxCrossEntropy, BinaryCrossEntropy))
+
+
+def _progress(epochs, verbose):
+    if not verbose or not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=epochs, desc="training", unit="epoch", leave=verbose >= 1)
+
+
+def predict(model, X, batch_size=1024):
+    """Model outputs for X in evaluation mode, as a host array (N, outputs)."""
+    X = np.asarray(X)
+    if X.dtype.kind not in "fiub":
+        raise TypeError(f"predict: X must be numeric, got dtype {X.dtype}")
+    was_training = model.training
+    model.eval()
+    try:
+        outs = [model.bk.to_host(model._forward(X[i:i + batch_size])) for i in range(0, len(X), batch_size)]
+    finally:
+        model.train(was_training)
+    return np.concatenate(outs) if outs else np.empty((0,))
+
+
+def evaluate(model, X, y, loss=None, batch_size=1024):
+    """{'loss': mean loss, 'accuracy': fraction right (classification)} on (X, y), eval mode.
+
+    ``loss`` defaults to the loss of the last ``fit``, else SoftmaxCrossEntropy for
+    integer labels and MSE otherwise.
+    """
+    X, y = _check_data(X, y, "evaluate", model)
+    loss = loss or getattr(model, "fit_loss_", None) or _default_loss(model, y)
+    loss.backend_name = model.backend_name
+    was_training = model.training
+    model.eval()
+    total, correct = 0.0, 0
+    try:
+        for i in range(0, len(X), batch_size):
+            xb, yb = X[i:i + batch_size], y[i:i + batch_size]
+            out = model._forward(xb)
+            total += loss.forward(out, yb) * len(xb)
+            c = _correct(loss, model.bk, out, yb)
+            correct += c or 0
+    finally:
+        model.train(was_training)
+    result = {"loss": total / len(X)}
+    if _is_classifier(loss):
+        result["accuracy"] = correct / len(X)
+    return result
