@@ -1,0 +1,32 @@
+# fastnn: `make demo` and `make test` set up .venv on first use (Python 3.10+ and gcc needed).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.fastnn-installed
+# Reinstall when the packaging or the compiled sources change.
+BUILD_INPUTS := pyproject.toml setup.py $(wildcard kernels/_cython/*.pyx kernels/_cython/*.pxd kernels/_cython/*.c kernels/_cython/*.h)
+
+.PHONY: install test test-cuda-sim demo clean
+
+install: $(STAMP)
+
+$(STAMP): $(BUILD_INPUTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest
+
+
+# The CUDA kernels under numba's simulator: a separate interpreter, because the
+# variable must be set before numba is first imported. Tiny shapes only.
+test-cuda-sim: install
+	NUMBA_ENABLE_CUDASIM=1 FASTNN_TEST_BACKENDS=cuda $(PY) -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_layers.py tests/test_cuda.py
+
+demo: install
+	$(VENV)/bin/fastnn demo
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .hypothesis fastnn-out
