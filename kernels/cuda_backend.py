@@ -62,12 +62,14 @@ def _setup():
 
 
 def _describe_simulator_arrays(cuda):
-    """Give the simulator's arrays the ``__cuda_array_interface__`` of real ones.
+    """Make the simulator's arrays look like real device arrays from the host side.
 
-    The contract recognises device arrays by that attribute. numba-cuda's
-    simulator wraps host NumPy arrays in a class that lacks it, so its arrays
-    would be refused as "not an array"; this describes their (host) memory in
-    the same format. Real device arrays are not touched.
+    numba-cuda's simulator wraps host NumPy arrays in a class that differs from
+    ``DeviceNDArray`` in two ways that matter outside kernels: it has no
+    ``__cuda_array_interface__`` (by which the contract and the layers recognise
+    device arrays) and its ``shape`` refuses negative indices (``x.shape[-1]``).
+    This adds the interface, describing the (host) memory in the same format,
+    and gives ``shape`` as a plain tuple. Real device arrays are not touched.
     """
     cls = type(cuda.device_array(1))
     if hasattr(cls, "__cuda_array_interface__"):
@@ -79,6 +81,7 @@ def _describe_simulator_arrays(cuda):
                 "typestr": host["typestr"], "data": host["data"], "version": 3}
 
     cls.__cuda_array_interface__ = property(interface)
+    cls.shape = property(lambda self: tuple(self._ary.shape))
 
 
 def available():
@@ -146,7 +149,7 @@ def asarray(array, dtype=None):
             return array
         out = empty(array.shape, dtype)
         if out.size:
-            _ck.copy_flat[_blocks(out.size), _ck.THREADS](_flat(array), _flat(out))
+            _ck.copy_flat[_loop(out.size)](_flat(array), _flat(out))
         return out
     return _upload(np.asarray(array, dtype=dtype))
 
@@ -188,12 +191,12 @@ def take_rows(array, indices):
         return out
     rows_on_device = cuda.to_device(rows)
     if src.ndim == 1:
-        _ck.gather[_blocks(rows.size), _ck.THREADS](src, rows_on_device, out)
+        _ck.gather[_loop(rows.size)](src, rows_on_device, out)
     else:
         width = out.size // rows.size
         matrix = src if src.ndim == 2 else _flat(src).reshape(n, width)
         flat_out = out.reshape(rows.size, width)
-        _ck.gather_rows[_grid2(rows.size, width)](matrix, rows_on_device, flat_out)
+        _ck.gather_rows[_each(flat_out.size)](matrix, rows_on_device, flat_out)
     return out
 
 
@@ -262,19 +265,24 @@ def _flat(a):
     return a.reshape(a.size)
 
 
-def _blocks(n):
-    """Blocks for a grid-stride loop over n items."""
-    return max(1, min(_ck.MAX_BLOCKS, -(-n // _ck.THREADS)))
+def _threads(n):
+    """Threads per block for n items: a power of two from 32 (a warp) to THREADS."""
+    t = 32
+    while t < n and t < _ck.THREADS:
+        t *= 2
+    return t
 
 
-def _cover(n):
-    """Blocks for one thread per item (n items)."""
-    return max(1, -(-n // _ck.THREADS))
+def _each(n):
+    """(blocks, threads) for one thread per item (n >= 1 items)."""
+    t = _threads(n)
+    return -(-n // t), t
 
 
-def _grid2(rows, cols, side=16):
-    """(blocks, threads) for one thread per element of a (rows, cols) array."""
-    return (-(-cols // side), -(-rows // side)), (side, side)
+def _loop(n):
+    """(blocks, threads) for a grid-stride loop over n >= 1 items."""
+    t = _threads(n)
+    return min(_ck.MAX_BLOCKS, -(-n // t)), t
 
 
 def _kernels(dtype):
@@ -296,8 +304,8 @@ def _map1(op, x, out, s=0.0):
     if out.size:
         x = _input(x)
         k = _kernels(out.dtype)
-        k.map1[_blocks(out.size), _ck.THREADS](getattr(_ck, op), _flat(x), _flat(out),
-                                               out.dtype.type(s))
+        k.map1[_loop(out.size)](getattr(_ck, op), _flat(x), _flat(out),
+                                out.dtype.type(s))
 
 
 def _map2(op, a, b, out, s=0.0):
@@ -306,8 +314,8 @@ def _map2(op, a, b, out, s=0.0):
     if out.size:
         a, b = _input(a), _input(b)
         k = _kernels(out.dtype)
-        k.map2[_blocks(out.size), _ck.THREADS](getattr(_ck, op), _flat(a), _flat(b),
-                                               _flat(out), out.dtype.type(s))
+        k.map2[_loop(out.size)](getattr(_ck, op), _flat(a), _flat(b), _flat(out),
+                                out.dtype.type(s))
 
 
 def _sum(term, a, b=None):
@@ -320,12 +328,14 @@ def _sum(term, a, b=None):
     n = a.shape[0]
     if n == 0:
         return 0.0
-    blocks = min(_ck.REDUCE_BLOCKS, _cover(n))
+    threads = _threads(n)
+    blocks = min(_ck.REDUCE_BLOCKS, -(-n // threads))
     partials = _scratch("partials", blocks)
-    _kernels(a.dtype).partial_sums[blocks, _ck.THREADS](getattr(_ck, term), a, b, partials)
+    _kernels(a.dtype).partial_sums[blocks, threads](getattr(_ck, term), a, b, partials)
     if blocks > 1:                      # a second pass, one block, sums the partial sums
         result = _scratch("result", 1)
-        _kernels(np.float64).partial_sums[1, _ck.THREADS](_ck.SUM, partials, partials, result)
+        _kernels(np.float64).partial_sums[1, _threads(blocks)](_ck.SUM, partials, partials,
+                                                               result)
         partials = result
     return float(partials[:1].copy_to_host()[0])
 
@@ -334,11 +344,14 @@ def _sum(term, a, b=None):
 
 def _gemm(rung, a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
           bias=None, activation="linear", slope=0.0):
+    """Launch GEMM rung ``rung`` (None: chosen by size) with the fused epilogue."""
     out = _target(out)
     m, n = out.shape
     if m == 0 or n == 0:
         return
     a, b = _input(a), _input(b)
+    if rung is None:
+        rung = _cg.best_rung(m, n, a.shape[0] if trans_a else a.shape[1])
     T = out.dtype.type
     has_bias = bias is not None
     bias = _input(bias) if has_bias else _scratch_bias(out.dtype)
@@ -357,8 +370,9 @@ def _scratch_bias(dtype):
 
 
 def gemm(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+    """Register tiles, or the naive kernel for tiny products (``cuda_gemm.best_rung``)."""
     _setup()
-    _gemm("register_tiles", a, b, out, trans_a, trans_b, alpha, beta)
+    _gemm(None, a, b, out, trans_a, trans_b, alpha, beta)
 
 
 def _rung(name):
@@ -372,13 +386,14 @@ def _rung(name):
     return rung
 
 
-# naive -> shared-memory tiles -> register tiles; the last one is ``gemm``
+# naive -> shared-memory tiles -> register tiles; ``gemm`` uses the last one except
+# for tiny products
 GEMM_LADDER = {name: _rung(name) for name in ("naive", "shared_tiles", "register_tiles")}
 
 
 def dense_forward(x, w, b, out, activation="linear", alpha=0.01):
     _setup()
-    _gemm("register_tiles", x, w, out, bias=b, activation=activation, slope=alpha)
+    _gemm(None, x, w, out, bias=b, activation=activation, slope=alpha)
 
 
 def dense_backward(x, w, y, dy, dz, dx, dw, db, activation="linear", alpha=0.01):
@@ -386,11 +401,11 @@ def dense_backward(x, w, y, dy, dz, dx, dw, db, activation="linear", alpha=0.01)
     y, dy = _input(y), _input(dy)
     k = _kernels(dz.dtype)
     if dz.shape[1]:
-        k.dense_bias_grad[_cover(dz.shape[1]), _ck.THREADS](
+        k.dense_bias_grad[_each(dz.shape[1])](
             y, dy, dz, db, _ck.ACTIVATION_CODES[activation], dz.dtype.type(alpha))
-    _gemm("register_tiles", x, dz, dw, trans_a=True)          # dw = x^T dz
+    _gemm(None, x, dz, dw, trans_a=True)          # dw = x^T dz
     if dx is not None:
-        _gemm("register_tiles", dz, w, dx, trans_b=True)      # dx = dz w^T
+        _gemm(None, dz, w, dx, trans_b=True)      # dx = dz w^T
 
 
 # --- element-wise activations ---------------------------------------------------
@@ -432,13 +447,13 @@ def tanh_backward(y, dy, dx):
 def softmax_forward(x, out):
     out = _target(out)
     if out.size:
-        _kernels(out.dtype).softmax_forward[_cover(out.shape[0]), _ck.THREADS](_input(x), out)
+        _kernels(out.dtype).softmax_forward[_each(out.shape[0])](_input(x), out)
 
 
 def softmax_backward(y, dy, dx):
     dx = _target(dx)
     if dx.size:
-        _kernels(dx.dtype).softmax_backward[_cover(dx.shape[0]), _ck.THREADS](
+        _kernels(dx.dtype).softmax_backward[_each(dx.shape[0])](
             _input(y), _input(dy), dx)
 
 
@@ -454,7 +469,7 @@ def softmax_cross_entropy_forward(logits, labels, probs):
     if c == 0:
         _no_classes("softmax_cross_entropy_forward")
     row_loss = _scratch("rows", n)
-    _kernels(probs.dtype).softmax_cross_entropy[_cover(n), _ck.THREADS](
+    _kernels(probs.dtype).softmax_cross_entropy[_each(n)](
         _input(logits), _input(labels), probs, row_loss)
     return _sum("SUM", row_loss) / n
 
@@ -463,7 +478,7 @@ def softmax_cross_entropy_backward(probs, labels, dlogits):
     dlogits = _target(dlogits)
     n, c = dlogits.shape
     if dlogits.size:
-        _kernels(dlogits.dtype).softmax_cross_entropy_backward[_grid2(n, c)](
+        _kernels(dlogits.dtype).softmax_cross_entropy_backward[_each(n * c)](
             _input(probs), _input(labels), dlogits, dlogits.dtype.type(n))
 
 
@@ -493,7 +508,7 @@ def count_correct(scores, labels):
     if c == 0:
         _no_classes("count_correct")
     flags = _scratch("rows", n)
-    _kernels(scores.dtype).correct_rows[_cover(n), _ck.THREADS](scores, _input(labels), flags)
+    _kernels(scores.dtype).correct_rows[_each(n)](scores, _input(labels), flags)
     return int(round(_sum("SUM", flags)))
 
 
@@ -518,7 +533,7 @@ def batchnorm_forward(x, gamma, beta, out, xhat, invstd, running_mean, running_v
     n, d = out.shape
     if d:
         T = out.dtype.type
-        _kernels(out.dtype).batchnorm_forward[_cover(d), _ck.THREADS](
+        _kernels(out.dtype).batchnorm_forward[_each(d)](
             _input(x), _input(gamma), _input(beta), out, xhat, invstd, running_mean,
             running_var, T(momentum), T(eps), T(n / (n - 1) if n > 1 else 1.0))
 
@@ -526,7 +541,7 @@ def batchnorm_forward(x, gamma, beta, out, xhat, invstd, running_mean, running_v
 def batchnorm_inference(x, gamma, beta, running_mean, running_var, eps, out):
     out = _target(out)
     if out.size:
-        _kernels(out.dtype).batchnorm_inference[_grid2(*out.shape)](
+        _kernels(out.dtype).batchnorm_inference[_each(out.size)](
             _input(x), _input(gamma), _input(beta), _input(running_mean),
             _input(running_var), out.dtype.type(eps), out)
 
@@ -535,7 +550,7 @@ def batchnorm_backward(xhat, gamma, invstd, dy, dx, dgamma, dbeta):
     dx, dgamma, dbeta = _target(dx), _target(dgamma), _target(dbeta)
     n, d = dx.shape
     if d:
-        _kernels(dx.dtype).batchnorm_backward[_cover(d), _ck.THREADS](
+        _kernels(dx.dtype).batchnorm_backward[_each(d)](
             _input(xhat), _input(gamma), _input(invstd), _input(dy), dx, dgamma, dbeta,
             dx.dtype.type(n))
 
@@ -546,7 +561,7 @@ def sgd_update(p, g, v, lr, momentum, weight_decay, nesterov):
     p, v = _target(p), _target(v)
     if p.size:
         T = p.dtype.type
-        _kernels(p.dtype).sgd_update[_blocks(p.size), _ck.THREADS](
+        _kernels(p.dtype).sgd_update[_loop(p.size)](
             _flat(p), _flat(_input(g)), _flat(v), T(lr), T(momentum), T(weight_decay),
             bool(nesterov))
 
@@ -555,7 +570,7 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled
     p, m, v = _target(p), _target(m), _target(v)
     if p.size:
         T = p.dtype.type
-        _kernels(p.dtype).adam_update[_blocks(p.size), _ck.THREADS](
+        _kernels(p.dtype).adam_update[_loop(p.size)](
             _flat(p), _flat(_input(g)), _flat(m), _flat(v), T(lr), T(beta1), T(1 - beta1),
             T(beta2), T(1 - beta2), T(eps), T(weight_decay), T(lr * weight_decay),
             bool(decoupled), T(1 - beta1 ** step), T(1 - beta2 ** step))
@@ -577,7 +592,7 @@ def penalty_grad(w, g, l1, l2):
     g = _target(g)
     if g.size:
         T = g.dtype.type
-        _kernels(g.dtype).penalty_grad[_blocks(g.size), _ck.THREADS](
+        _kernels(g.dtype).penalty_grad[_loop(g.size)](
             _flat(_input(w)), _flat(g), T(l1), T(l2))
 
 

@@ -152,8 +152,33 @@ def build(dtype):
     return {"naive": naive, "shared_tiles": shared_tiles, "register_tiles": register_tiles}
 
 
+SMALL = 32 ** 3     # m * n * k up to this: every rung is launch-bound, use rung 1
+
+
+def best_rung(m, n, k):
+    """The rung ``gemm`` and ``dense_forward`` use for op(a) (m, k) times op(b) (k, n).
+
+    Tiny products take rung 1: all rungs cost about one kernel launch there, and
+    rung 1 runs only as many threads as there are outputs (a 64x64 tile for a
+    16x2 output would idle 99% of its threads). This threshold is a judgement,
+    not a measurement; ``benchmarks/cuda_ladder.py`` measures the rungs on a GPU.
+    """
+    return "naive" if m * n * k <= SMALL else "register_tiles"
+
+
+def _pow2(n, cap):
+    p = 1
+    while p < n and p < cap:
+        p *= 2
+    return p
+
+
 def launch_shape(name, m, n):
     """(blocks, threads) for an (m, n) output with rung ``name``."""
-    per_block = BM if name == "register_tiles" else TILE
-    blocks = ((n + per_block - 1) // per_block, (m + per_block - 1) // per_block)
-    return blocks, (TILE, TILE)
+    if name == "naive":             # any block shape works; no more threads than outputs
+        threads = (_pow2(n, TILE), _pow2(m, TILE))
+    else:
+        threads = (TILE, TILE)
+    per_block = (BN, BM) if name == "register_tiles" else threads
+    blocks = (-(-n // per_block[0]), -(-m // per_block[1]))
+    return blocks, threads

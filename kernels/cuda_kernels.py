@@ -15,6 +15,7 @@ Launch shapes used by the wrappers:
   C-ordered views (any length, any number of blocks).
 * row kernels (softmax, losses, argmax): one thread per row; fine for the
   class counts of a classifier (tens to hundreds of columns).
+* (N, D) element-wise kernels: one thread per element in C order.
 * column kernels (bias gradient, batch norm): one thread per feature, looping
   down the batch; neighbouring threads read neighbouring addresses.
 * reductions: block partial sums in float64 shared memory, then a one-block
@@ -27,7 +28,8 @@ import math
 import numpy as np
 from numba import cuda
 
-THREADS = 128          # threads per block of 1-D launches (a power of two)
+THREADS = 128          # most threads per block of 1-D launches (a power of two);
+                       # small launches use fewer (a power of two >= 32)
 MAX_BLOCKS = 1024      # grid-stride loops cover anything beyond this
 REDUCE_BLOCKS = 128    # partial sums per reduction (one block sums them)
 
@@ -191,7 +193,7 @@ def build(dtype):
         t = cuda.threadIdx.x
         cache[t] = acc
         cuda.syncthreads()
-        half = THREADS // 2
+        half = cuda.blockDim.x // 2     # the block size is a power of two <= THREADS
         while half > 0:
             if t < half:
                 cache[t] += cache[t + half]
@@ -260,12 +262,12 @@ def build(dtype):
                     best = j
             flags[r] = 1.0 if best == labels[r] else 0.0
 
-    # --- 2-D element-wise: one thread per element (x: column, y: row) -----------
+    # --- 2-D element-wise: one thread per element, in C order ------------------
 
     @cuda.jit
     def softmax_cross_entropy_backward(probs, labels, dlogits, n):
-        j, r = cuda.grid(2)
-        if r < probs.shape[0] and j < probs.shape[1]:
+        r, j = divmod(cuda.grid(1), probs.shape[1])
+        if r < probs.shape[0]:
             v = probs[r, j]
             if j == labels[r]:
                 v -= ONE
@@ -273,8 +275,8 @@ def build(dtype):
 
     @cuda.jit
     def batchnorm_inference(x, gamma, beta, running_mean, running_var, eps, out):
-        j, r = cuda.grid(2)
-        if r < x.shape[0] and j < x.shape[1]:
+        r, j = divmod(cuda.grid(1), x.shape[1])
+        if r < x.shape[0]:
             scale = gamma[j] / math.sqrt(running_var[j] + eps)
             out[r, j] = (x[r, j] - running_mean[j]) * scale + beta[j]
 
@@ -354,8 +356,8 @@ def copy_flat(src, dst):
 @cuda.jit
 def gather_rows(src, rows, dst):
     """dst[r, :] = src[rows[r], :]; rows already lie in [0, len(src))."""
-    j, r = cuda.grid(2)
-    if r < dst.shape[0] and j < dst.shape[1]:
+    r, j = divmod(cuda.grid(1), dst.shape[1])
+    if r < dst.shape[0]:
         dst[r, j] = src[rows[r], j]
 
 
