@@ -1,0 +1,341 @@
+"""Cython + C backend: SIMD micro-kernels chosen at run time, OpenMP threads.
+
+The compiled module ``fastnn.kernels._cython._kernels`` (built by ``setup.py`` from
+``kernels/_cython``) does the work: plain C for the inner loops, a BLIS-style packed
+GEMM with AVX-512 / AVX2+FMA / generic micro-kernels, OpenMP for anything big enough
+to be worth a thread. This module adapts it to the contract's signatures: element-wise
+kernels see flat C-contiguous views (inputs of other layouts are copied once here),
+GEMM and the dense layer take any strides as they are (a transpose is a swap of
+strides, never a copy).
+
+Environment:
+
+* ``FASTNN_SIMD=avx512|avx2|generic`` forces a micro-kernel path (read at import;
+  ``set_simd(path)`` switches later). A path this CPU cannot run makes the backend
+  unavailable, with the reason, rather than crash.
+* ``FASTNN_CYTHON_BUILD=<dir>`` loads the compiled module from a separate build folder
+  (``setup.py build_ext --build-lib <dir>``), e.g. the sanitizer build of
+  ``kernels/_cython/sanitize.sh``.
+
+Extras beyond the contract: ``GEMM_LADDER`` (naive -> ... -> packed SIMD + OpenMP,
+each with the ``gemm`` signature), ``set_num_threads`` / ``get_num_threads``,
+``set_simd`` / ``simd_path``, ``warmup`` and ``make_train_step`` (a whole training
+step of an MLP in one compiled call).
+"""
+
+import glob
+import importlib.util
+import os
+import sys
+from collections import OrderedDict
+
+import numpy as np
+
+NAME = "cython"
+DESCRIPTION = "Cython + C kernels: packed SIMD GEMM (AVX-512 / AVX2 / generic), OpenMP"
+
+_EXTENSION = "fastnn.kernels._cython._kernels"
+
+
+def _load_extension():
+    """The compiled module, from FASTNN_CYTHON_BUILD if set, else the installed one."""
+    build = os.environ.get("FASTNN_CYTHON_BUILD")
+    if not build:
+        from ._cython import _kernels
+        return _kernels
+    found = sorted(glob.glob(os.path.join(build, "fastnn", "kernels", "_cython", "_kernels.*"))
+                   + glob.glob(os.path.join(build, "_kernels.*")))
+    found = [f for f in found if f.endswith((".so", ".pyd"))]
+    if not found:
+        raise ImportError(f"FASTNN_CYTHON_BUILD={build!r} holds no compiled _kernels module")
+    spec = importlib.util.spec_from_file_location(_EXTENSION, found[0])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_EXTENSION] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+try:
+    _k = _load_extension()
+    _IMPORT_ERROR = None
+except ImportError as exc:  # not built: the backend is unavailable, fastnn still imports
+    _k, _IMPORT_ERROR = None, exc
+
+_SIMD_ERROR = None
+if _k is not None:
+    _forced = os.environ.get("FASTNN_SIMD", "").strip().lower()
+    try:
+        _k.simd_select(_forced or _k.simd_best())
+    except ValueError as exc:
+        _SIMD_ERROR = f"FASTNN_SIMD={_forced}: {exc}"
+
+
+def available():
+    """(ok, reason): the reason names the SIMD path and thread count in use."""
+    if _k is None:
+        return False, (f"compiled kernels not built ({_IMPORT_ERROR}); run "
+                       "`python setup.py build_ext --inplace` or reinstall with a C compiler")
+    if _SIMD_ERROR:
+        return False, _SIMD_ERROR
+    threads = f"OpenMP, {_k.get_num_threads()} threads" if _k.openmp_enabled() else "no OpenMP, 1 thread"
+    best = _k.simd_best()
+    forced = "" if _k.simd_active() == best else f" (forced; CPU supports {best})"
+    return True, f"SIMD {_k.simd_active()}{forced}, {threads}"
+
+
+# --- extras: threads and SIMD path ---------------------------------------------------------
+
+def set_num_threads(n):
+    """Threads for the OpenMP kernels (n >= 1)."""
+    _k.set_num_threads(int(n))
+
+
+def get_num_threads():
+    return _k.get_num_threads()
+
+
+def set_simd(path):
+    """Use micro-kernel path "avx512", "avx2" or "generic" (ValueError if unsupported)."""
+    _k.simd_select(path)
+
+
+def simd_path():
+    """The micro-kernel path in use."""
+    return _k.simd_active()
+
+
+def warmup():
+    """Nothing to compile at run time; runs one tiny GEMM per dtype to fault in the code."""
+    for dtype in (np.float32, np.float64):
+        a = np.ones((2, 2), dtype)
+        gemm(a, a, np.empty((2, 2), dtype))
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+_ACT = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
+
+
+def _flat(a):
+    """A 1-D C-contiguous view of a (a copy only when a is not C-contiguous)."""
+    return np.ascontiguousarray(a).reshape(-1)
+
+
+def _c(a):
+    return np.ascontiguousarray(a)
+
+
+def _strided(a):
+    """a as is when its strides are whole elements; else a C-contiguous copy."""
+    return a if a.flags.aligned else np.ascontiguousarray(a)
+
+
+# --- matrix multiply and the GEMM ladder -------------------------------------------------------
+
+def _rung(variant, name, doc):
+    def rung(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+        _k.gemm(variant, _strided(a), _strided(b), out, bool(trans_a), bool(trans_b),
+                float(alpha), float(beta))
+    rung.__name__ = f"gemm_{name}"
+    rung.__qualname__ = rung.__name__
+    rung.__doc__ = doc
+    return rung
+
+
+GEMM_LADDER = OrderedDict(
+    (name, _rung(_k.GEMM_VARIANTS[name] if _k else -1, name, doc)) for name, doc in [
+        ("naive", "i-j-p triple loop, one dot product per element (B read down columns)"),
+        ("loop_reorder", "i-p-j order: the inner loop streams rows of B and C (vectorisable)"),
+        ("cache_blocked", "i-p-j tiled 64 x 128 x 256 so a block of B stays in cache"),
+        ("packed_simd", "BLIS-style packed panels + register-blocked SIMD micro-kernel, 1 thread"),
+        ("packed_simd_omp", "packed SIMD GEMM with OpenMP threads (the backend's gemm)"),
+    ])
+
+gemm = GEMM_LADDER["packed_simd_omp"]
+gemm.__name__ = "gemm"
+
+
+# --- dense layer --------------------------------------------------------------------------------
+
+def dense_forward(x, w, b, out, activation="linear", alpha=0.01):
+    _k.dense_forward(_strided(x), _strided(w), _c(b), out, _ACT[activation], float(alpha))
+
+
+def dense_backward(x, w, y, dy, dz, dx, dw, db, activation="linear", alpha=0.01):
+    _k.dense_backward(_strided(x), _strided(w), _c(y), _c(dy), dz, dx, dw, db,
+                      _ACT[activation], float(alpha))
+
+
+# --- element-wise activations -------------------------------------------------------------------
+
+def relu_forward(x, out):
+    _k.act_forward(1, _flat(x), out.reshape(-1))
+
+
+def relu_backward(y, dy, dx):
+    _k.act_backward(1, _flat(y), _flat(dy), dx.reshape(-1))
+
+
+def leaky_relu_forward(x, out, alpha):
+    _k.act_forward(2, _flat(x), out.reshape(-1), float(alpha))
+
+
+def leaky_relu_backward(y, dy, dx, alpha):
+    _k.act_backward(2, _flat(y), _flat(dy), dx.reshape(-1), float(alpha))
+
+
+def sigmoid_forward(x, out):
+    _k.act_forward(3, _flat(x), out.reshape(-1))
+
+
+def sigmoid_backward(y, dy, dx):
+    _k.act_backward(3, _flat(y), _flat(dy), dx.reshape(-1))
+
+
+def tanh_forward(x, out):
+    _k.act_forward(4, _flat(x), out.reshape(-1))
+
+
+def tanh_backward(y, dy, dx):
+    _k.act_backward(4, _flat(y), _flat(dy), dx.reshape(-1))
+
+
+# --- softmax and losses -----------------------------------------------------------------------------
+
+def softmax_forward(x, out):
+    _k.softmax_forward(_c(x), out)
+
+
+def softmax_backward(y, dy, dx):
+    _k.softmax_backward(_c(y), _c(dy), dx)
+
+
+def softmax_cross_entropy_forward(logits, labels, probs):
+    return _k.softmax_cross_entropy_forward(_c(logits), _c(labels), probs)
+
+
+def softmax_cross_entropy_backward(probs, labels, dlogits):
+    _k.softmax_cross_entropy_backward(_c(probs), _c(labels), dlogits)
+
+
+def mse_forward(y, t):
+    return _k.mse_forward(_flat(y), _flat(t))
+
+
+def mse_backward(y, t, dy):
+    _k.mse_backward(_flat(y), _flat(t), dy.reshape(-1))
+
+
+def bce_with_logits_forward(z, t):
+    return _k.bce_with_logits_forward(_flat(z), _flat(t))
+
+
+def bce_with_logits_backward(z, t, dz):
+    _k.bce_with_logits_backward(_flat(z), _flat(t), dz.reshape(-1))
+
+
+def count_correct(scores, labels):
+    return _k.count_correct(_c(scores), _c(labels))
+
+
+# --- dropout, residual, batch norm ----------------------------------------------------------------
+
+def dropout_forward(x, mask, out):
+    _k.mul(_flat(x), _flat(mask), out.reshape(-1))
+
+
+def dropout_backward(mask, dy, dx):
+    _k.mul(_flat(dy), _flat(mask), dx.reshape(-1))
+
+
+def add(a, b, out):
+    _k.add(_flat(a), _flat(b), out.reshape(-1))
+
+
+def batchnorm_forward(x, gamma, beta, out, xhat, invstd, running_mean, running_var, momentum, eps):
+    _k.batchnorm_forward(_c(x), _c(gamma), _c(beta), out, xhat, invstd, running_mean, running_var,
+                         float(momentum), float(eps))
+
+
+def batchnorm_inference(x, gamma, beta, running_mean, running_var, eps, out):
+    _k.batchnorm_inference(_c(x), _c(gamma), _c(beta), _c(running_mean), _c(running_var),
+                           float(eps), out)
+
+
+def batchnorm_backward(xhat, gamma, invstd, dy, dx, dgamma, dbeta):
+    _k.batchnorm_backward(_c(xhat), _c(gamma), _c(invstd), _c(dy), dx, dgamma, dbeta)
+
+
+# --- optimizers and parameter reductions ------------------------------------------------------------
+
+def sgd_update(p, g, v, lr, momentum, weight_decay, nesterov):
+    _k.sgd_update(p.reshape(-1), _flat(g), v.reshape(-1), float(lr), float(momentum),
+                  float(weight_decay), bool(nesterov))
+
+
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled):
+    _k.adam_update(p.reshape(-1), _flat(g), m.reshape(-1), v.reshape(-1), float(lr), float(beta1),
+                   float(beta2), float(eps), float(weight_decay), int(step), bool(decoupled))
+
+
+def sum_squares(x):
+    return _k.sum_squares(_flat(x))
+
+
+def abs_sum(x):
+    return _k.abs_sum(_flat(x))
+
+
+def scale_(x, s):
+    _k.scale_(x.reshape(-1), float(s))
+
+
+def penalty_grad(w, g, l1, l2):
+    _k.penalty_grad(_flat(w), g.reshape(-1), float(l1), float(l2))
+
+
+# --- whole-step fusion ------------------------------------------------------------------------------
+
+def make_train_step(model, loss, optimizer):
+    """A fused ``step(x, labels) -> (mean_loss, correct)`` for ``model``, or None.
+
+    Supported: a ``Sequential`` of ``Dense`` layers, each optionally followed by one
+    activation layer (ReLU, LeakyReLU, Sigmoid, Tanh) when the Dense itself is linear;
+    ``SoftmaxCrossEntropy`` on the last layer's output; ``SGD`` (momentum, Nesterov,
+    weight decay) or ``Adam``/``AdamW`` over exactly the model's parameters. The step
+    does forward, loss, backward (filling every ``Parameter.gradient``) and the update
+    with the same kernels in the same order as the layer-by-layer path, in one call
+    that holds no GIL. The layer list is captured now: rebuild the step after editing
+    the model.
+    """
+    from fastnn import layers as L
+    from fastnn.losses import SoftmaxCrossEntropy
+    from fastnn.optim import SGD, Adam, AdamW
+
+    if _k is None or type(loss) is not SoftmaxCrossEntropy:
+        return None
+    if type(optimizer) not in (SGD, Adam, AdamW):
+        return None
+    if getattr(model, "backend_name", None) != NAME or not isinstance(getattr(model, "layers", None), list):
+        return None
+    activation_layers = (L.ReLU, L.LeakyReLU, L.Sigmoid, L.Tanh)
+    dense, acts, alphas = [], [], []
+    for layer in model.layers:
+        if type(layer) is L.Dense:
+            dense.append(layer)
+            acts.append(_ACT[layer.activation])
+            alphas.append(layer.alpha)
+        elif type(layer) in activation_layers and dense and acts[-1] == _ACT["linear"]:
+            acts[-1] = _ACT[layer.activation]       # fold into the Dense before it
+            alphas[-1] = layer.alpha
+        else:
+            return None
+    if not dense or not isinstance(model.layers[0], L.Dense):
+        return None
+    params = [p for layer in dense for p in (layer.weight, layer.bias)]
+    if sorted(map(id, params)) != sorted(map(id, optimizer.params)):
+        return None
+    dtype = np.dtype(dense[0].weight.value.dtype)
+    if dtype not in (np.float32, np.float64) or any(p.value.dtype != dtype for p in params):
+        return None
+    return _k.MLPTrainStep(dense, acts, alphas, optimizer, type(optimizer) is not SGD)
