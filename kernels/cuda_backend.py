@@ -214,27 +214,34 @@ def _upload(host):
 def _strided_parent(view):
     """(C-contiguous parent, slices) with ``parent[slices]`` laid out like ``view``.
 
-    Works for views such as ``x[:, ::2]`` (positive, C-ordered strides); returns
-    (None, None) for other layouts or when the parent would be much larger.
+    Works for views such as ``x[:, ::2]`` or ``x[::2, 1::3]``: positive strides,
+    each (but the innermost) a multiple of the next inner one. The parent's rows
+    are as long as the view's row stride; only the innermost axis is sliced with
+    a step. Returns (None, None) for other layouts or when the parent would be
+    much larger than the view.
     """
-    steps, parent_shape, block = [], [], 1          # block: parent elements per step of this axis
-    for size, stride in reversed(list(zip(view.shape, view.strides))):
-        if size == 1:
-            steps.append(1)
-            parent_shape.append(1)
-            continue
-        if stride <= 0 or stride % view.itemsize or (stride // view.itemsize) % block:
-            return None, None
-        step = stride // view.itemsize // block
-        steps.append(step)
-        parent_shape.append(step * size)
-        block *= step * size
-    if block > 4 * view.size + 1024:
+    axes = [k for k, size in enumerate(view.shape) if size > 1]
+    elems = [view.strides[k] // view.itemsize for k in axes]
+    if any(view.strides[k] <= 0 or view.strides[k] % view.itemsize for k in axes) or any(
+            outer % inner for outer, inner in zip(elems[:-2], elems[1:-1])):
         return None, None
-    index = tuple(slice(None, None, s) for s in reversed(steps))
-    parent = np.zeros(tuple(reversed(parent_shape)), view.dtype)
-    parent[index] = view
-    return parent, index
+    shape, index = [1] * view.ndim, [slice(None)] * view.ndim
+    for pos, k in enumerate(axes):
+        size = view.shape[k]
+        if pos == len(axes) - 1:      # innermost: stepped, inside a row of the outer stride
+            step = elems[pos]
+            shape[k] = elems[pos - 1] if pos else (size - 1) * step + 1
+            index[k] = slice(0, (size - 1) * step + 1, step)
+        else:
+            shape[k] = elems[pos - 1] // elems[pos] if pos else size
+            index[k] = slice(0, size)
+        if shape[k] < index[k].indices(shape[k])[1] or (pos < len(axes) - 1 and shape[k] < size):
+            return None, None
+    if np.prod(shape) > 4 * view.size + 1024:
+        return None, None
+    parent = np.zeros(shape, view.dtype)
+    parent[tuple(index)] = view
+    return parent, tuple(index)
 
 
 # --- host-side plumbing for the kernels -----------------------------------------
