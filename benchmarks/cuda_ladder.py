@@ -17,14 +17,23 @@ which includes numba-cuda's compilation, is reported separately, and every
 result is checked against cuBLAS's (NumPy's when neither CuPy nor PyTorch is
 installed).
 
+``--ptx 9.0`` needs no GPU, only numba-cuda with libNVVM and NVRTC: it compiles
+every kernel of the backend (both dtypes) to PTX for that compute capability
+and counts what matters in each: fused multiply-adds, float64 arithmetic
+(where a float32 kernel should have none but its float64 accumulators),
+shared- and local-memory use. The simulator cannot catch a kernel that fails
+to compile for a real GPU; this does.
+
 ``main()`` returns the rows as a list of dicts, so other scripts can reuse it.
 ``--allow-simulator`` runs the script's logic under ``NUMBA_ENABLE_CUDASIM=1``
 at tiny sizes (wall-clock timings, meaningless as speeds: for testing the script).
 """
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -118,6 +127,90 @@ def measure(sizes, dtype, repeats, budget=3.0, simulated=False):
     return rows
 
 
+def kernel_signatures(dtype):
+    """(name, kernel, numba argument types) for every kernel, as the backend launches them."""
+    from numba import types
+
+    from fastnn.kernels import cuda_gemm as cg, cuda_kernels as ck
+    T = types.float32 if np.dtype(dtype) == np.float32 else types.float64
+    c1, c2, a2 = T[::1], T[:, ::1], T[:, :]
+    f64, i64, flag, code = types.float64[::1], types.int64[::1], types.boolean, types.int64
+    k = ck.build(dtype)
+    table = [
+        ("map1", k.map1, (code, c1, c1, T)),
+        ("map2", k.map2, (code, c1, c1, c1, T)),
+        ("penalty_grad", k.penalty_grad, (c1, c1, T, T)),
+        ("sgd_update", k.sgd_update, (c1, c1, c1, T, T, T, flag)),
+        ("adam_update", k.adam_update, (c1, c1, c1, c1) + (T,) * 8 + (flag, T, T)),
+        ("partial_sums", k.partial_sums, (code, c1, c1, f64)),
+        ("softmax_forward", k.softmax_forward, (a2, c2)),
+        ("softmax_backward", k.softmax_backward, (c2, c2, c2)),
+        ("softmax_cross_entropy", k.softmax_cross_entropy, (c2, i64, c2, f64)),
+        ("correct_rows", k.correct_rows, (c2, i64, f64)),
+        ("softmax_cross_entropy_backward", k.softmax_cross_entropy_backward, (c2, i64, c2, T)),
+        ("batchnorm_inference", k.batchnorm_inference, (c2, c1, c1, c1, c1, T, c2)),
+        ("dense_bias_grad", k.dense_bias_grad, (c2, c2, c2, c1, code, T)),
+        ("batchnorm_forward", k.batchnorm_forward, (c2, c1, c1, c2, c2, c1, c1, c1, T, T, T)),
+        ("batchnorm_backward", k.batchnorm_backward, (c2, c1, c1, c2, c2, c1, c1, T)),
+        ("copy_flat", ck.copy_flat, (c1, f64)),
+        ("gather_rows", ck.gather_rows, (a2, types.int64[::1], c2)),
+    ]
+    for name, kernel in cg.build(dtype).items():
+        table.append((f"gemm {name}", kernel, (a2, a2, c2, flag, flag, T, T, c1, flag, code, T)))
+    return table
+
+
+@contextlib.contextmanager
+def _compiling_for(cc):
+    """numba-cuda compiles device functions for the current GPU; pretend it has ``cc``."""
+    import numba.cuda.dispatcher as dispatcher
+
+    class Device:
+        compute_capability = cc
+
+    saved = dispatcher.get_current_device
+    dispatcher.get_current_device = Device
+    try:
+        yield
+    finally:
+        dispatcher.get_current_device = saved
+
+
+def ptx_report(cc):
+    """Compile every kernel to PTX for compute capability ``cc``; a row of counts per kernel."""
+    from numba import cuda
+    rows = []
+    with _compiling_for(cc):
+        for dtype in (np.float32, np.float64):
+            for name, kernel, signature in kernel_signatures(dtype):
+                row = {"kernel": name, "dtype": np.dtype(dtype).name}
+                try:
+                    ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=cc)
+                except Exception as exc:
+                    row["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                    rows.append(row)
+                    continue
+                local = re.findall(r"\.local \.align \d+ \.b8 \s*\w+\[(\d+)\]", ptx)
+                row.update(fma=len(re.findall(r"\bfma\.rn\.f(?:32|64)", ptx)),
+                           f64_ops=len(re.findall(r"\b(?:add|sub|mul|div|fma)\.[a-z.]*f64", ptx)),
+                           shared_loads=len(re.findall(r"\bld\.shared", ptx)),
+                           local_bytes=sum(map(int, local)))
+                rows.append(row)
+    return rows
+
+
+def format_ptx(rows, cc):
+    head = f"{'kernel':<32}{'dtype':>8}{'fma':>6}{'f64 ops':>9}{'ld.shared':>11}{'local B':>9}"
+    lines = [f"PTX for compute capability {cc[0]}.{cc[1]}", head, "-" * len(head)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['kernel']:<32}{r['dtype']:>8}  FAILED {r['error']}")
+        else:
+            lines.append(f"{r['kernel']:<32}{r['dtype']:>8}{r['fma']:>6}{r['f64_ops']:>9}"
+                         f"{r['shared_loads']:>11}{r['local_bytes']:>9}")
+    return "\n".join(lines)
+
+
 def format_table(rows):
     head = f"{'variant':<16}{'n':>6}{'GFLOP/s':>11}{'cuBLAS':>11}{'fraction':>10}{'1st call s':>12}{'rel err':>10}"
     lines = [head, "-" * len(head)]
@@ -138,9 +231,23 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--allow-simulator", action="store_true",
                         help="run under NUMBA_ENABLE_CUDASIM=1 (tests the script; timings meaningless)")
+    parser.add_argument("--ptx", metavar="CC", help="compile every kernel to PTX for this compute "
+                        "capability (e.g. 9.0) and report; needs no GPU")
     args = parser.parse_args(argv)
 
     cb = _backend()
+    if args.ptx:
+        cc = tuple(int(part) for part in args.ptx.split("."))
+        if not cb._numba_cuda_installed() or os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+            print("cuda_ladder --ptx: needs numba-cuda and no NUMBA_ENABLE_CUDASIM", file=sys.stderr)
+            return []
+        cb._setup()
+        rows = ptx_report(cc)
+        print(format_ptx(rows, cc))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"ptx_cc": list(cc), "rows": rows}, f, indent=1)
+        return rows
     ok, reason = cb.available()
     if not ok:
         print(f"cuda_ladder: nothing measured, the cuda backend cannot run here: {reason}",
