@@ -117,6 +117,11 @@ def gemm_last_workers():
     return fnn_gemm_last_workers()
 
 
+def gemm_last_team():
+    """Size of the OpenMP team that ran the most recent packed GEMM (for tests)."""
+    return fnn_gemm_last_team()
+
+
 # --- GEMM and the dense layer ----------------------------------------------------------------
 
 cdef inline Py_ssize_t _stride(Py_ssize_t nbytes, Py_ssize_t itemsize) except? -1:

@@ -9,6 +9,7 @@
 
 int fnn_simd_current = FNN_SIMD_GENERIC;
 int fnn_last_workers = 0;
+int fnn_last_team = 0;
 static int fnn_threads = 0;  /* 0: not set yet, use OpenMP's default */
 
 int fnn_cpu_supports(int simd)
@@ -101,3 +102,5 @@ int fnn_threads_probe(int n, int *ids, int capacity)
 }
 
 int fnn_gemm_last_workers(void) { return __atomic_load_n(&fnn_last_workers, __ATOMIC_RELAXED); }
+
+int fnn_gemm_last_team(void) { return __atomic_load_n(&fnn_last_team, __ATOMIC_RELAXED); }

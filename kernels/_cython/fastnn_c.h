@@ -38,6 +38,7 @@ void fnn_set_threads(int n);
 int fnn_get_threads(void);
 int fnn_threads_probe(int n, int *ids, int capacity);  /* thread ids seen in a region of n */
 int fnn_gemm_last_workers(void);       /* threads that computed tiles in the last packed GEMM */
+int fnn_gemm_last_team(void);          /* threads in the team that ran it */
 
 /* --- GEMM (gemm.c): C = alpha op(A) op(B) + beta C --------------------------------
  * op(A) is m x k with element (i, p) at a[i*rsa + p*csa]; op(B) k x n likewise;

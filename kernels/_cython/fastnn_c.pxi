@@ -25,6 +25,7 @@ cdef extern from "fastnn_c.h" nogil:
     int fnn_get_threads()
     int fnn_threads_probe(int n, int *ids, int capacity)
     int fnn_gemm_last_workers()
+    int fnn_gemm_last_team()
 
     void fnn_gemm(int dt, int variant, fnn_idx m, fnn_idx n, fnn_idx k, double alpha,
                   const void *a, fnn_idx rsa, fnn_idx csa, const void *b, fnn_idx rsb, fnn_idx csb,

@@ -45,7 +45,8 @@ extern const fnn_gemm_cfg_s fnn_gemm_cfgs_s[FNN_SIMD_COUNT];
 extern const fnn_gemm_cfg_d fnn_gemm_cfgs_d[FNN_SIMD_COUNT];
 
 extern int fnn_simd_current;      /* index into fnn_gemm_cfgs_* */
-extern int fnn_last_workers;      /* telemetry for tests: threads that computed GEMM tiles */
+extern int fnn_last_workers;      /* telemetry for tests: threads that computed GEMM tiles, */
+extern int fnn_last_team;         /* and the size of the team that ran the last packed GEMM */
 
 /* Threads for a loop of `work` units when one thread should get at least `grain`. */
 int fnn_team(double work, double grain);

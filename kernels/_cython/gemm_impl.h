@@ -178,10 +178,17 @@ static void *FN(workspace)(size_t elements)
     return posix_memalign(&p, 64, bytes ? bytes : 64) == 0 ? p : NULL;
 }
 
-/* Rungs 4 (threads == 1) and 5. Loop nest (BLIS): jc over nc columns of C, pc over kc
- * of k (pack B block), ic over mc rows (pack A block), then the micro-tiles. The threads
- * of one team pack each block together and split the nr-column panels of C between
- * them; A blocks are double-buffered so one barrier per block suffices. */
+/* Rows of C handled per round of packing: all of op(A)'s rows up to this many are packed
+ * at once (4096 x 256 floats = 4 MiB, an L3-sized block), so one round needs only two
+ * barriers however many threads share it. */
+#define FNN_ROWS_PER_ROUND 4096
+
+/* Rungs 4 (threads == 1) and 5. Loop nest (BLIS): jc over nc columns of C, pc over kc of
+ * k; for each (jc, pc) the team packs the kc x nc block of B and a block of up to
+ * FNN_ROWS_PER_ROUND rows of A into micro-panels, waits once, then takes work items
+ * -- an mc x (ppi * nr) tile of C: an L2-sized A block times a few B panels -- from a
+ * dynamic queue, so a thread that the OS delays on a busy machine leaves its share to
+ * the others instead of holding them at a barrier. */
 void FN(fnn_gemm_packed)(fnn_idx m, fnn_idx n, fnn_idx k, T alpha, const T *a, fnn_idx rsa,
                          fnn_idx csa, const T *b, fnn_idx rsb, fnn_idx csb, T beta, T *c,
                          fnn_idx ldc, const FN(fnn_epi) *epi, int threads)
@@ -197,50 +204,69 @@ void FN(fnn_gemm_packed)(fnn_idx m, fnn_idx n, fnn_idx k, T alpha, const T *a, f
     const FN(fnn_gemm_cfg) *cfg = &FN(fnn_gemm_cfgs)[fnn_simd_current];
     const fnn_idx mr = cfg->mr, nr = cfg->nr;
     const fnn_idx MC = cfg->mc, KC = cfg->kc, NC = cfg->nc;
-    const fnn_idx a_block = FNN_MIN(MC, FNN_ROUND_UP(m, mr)) * FNN_MIN(KC, k);
-    const fnn_idx b_block = FNN_MIN(NC, FNN_ROUND_UP(n, nr)) * FNN_MIN(KC, k);
-    T *ws = FN(workspace)((size_t)(2 * a_block + b_block));
+    const fnn_idx MR_ROUND = FNN_ROUND_UP(FNN_ROWS_PER_ROUND, MC);
+    const fnn_idx a_rows = FNN_MIN(MR_ROUND, FNN_ROUND_UP(m, mr));
+    const fnn_idx b_cols = FNN_MIN(NC, FNN_ROUND_UP(n, nr));
+    const fnn_idx kc_max = FNN_MIN(KC, k);
+    T *ws = FN(workspace)((size_t)((a_rows + b_cols) * kc_max));
     if (!ws) {  /* out of memory: the unpacked rung needs no buffers */
         FN(gemm_blocked)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, ldc);
         if (epi)
             FN(fnn_bias_act)(c, ldc, m, n, epi->bias, epi->act, epi->alpha);
         return;
     }
-    T *bp = ws, *ap[2] = {ws + b_block, ws + b_block + a_block};
-    int workers = 0;
+    T *bp = ws, *ap = ws + b_cols * kc_max;
     if (threads < 1)
         threads = 1;
+    int workers = 0, team_size = 1;
 
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
-        int tiles = 0, round = 0;
+        const int team = omp_get_num_threads();
+        int tiles = 0;
+        if (omp_get_thread_num() == 0)
+            team_size = team;
         for (fnn_idx jc = 0; jc < n; jc += NC) {
-            const fnn_idx nc = FNN_MIN(NC, n - jc), npanels_b = (nc + nr - 1) / nr;
+            const fnn_idx nc = FNN_MIN(NC, n - jc), panels_b = (nc + nr - 1) / nr;
             for (fnn_idx pc = 0; pc < k; pc += KC) {
                 const fnn_idx kc = FNN_MIN(KC, k - pc);
                 const T beta_now = pc == 0 ? beta : (T)1;
                 const FN(fnn_epi) *epi_now = pc + kc == k ? epi : NULL;
-#pragma omp barrier
-                /* every thread is done with the previous B block */
+                for (fnn_idx i0 = 0; i0 < m; i0 += MR_ROUND) {
+                    const fnn_idx rows = FNN_MIN(MR_ROUND, m - i0), panels_a = (rows + mr - 1) / mr;
+                    /* B is repacked only when pc or jc moved on, i.e. for the first row round */
+                    const fnn_idx pack_b = i0 == 0 ? panels_b : 0;
+                    /* work items: blocks of MC rows x groups of ppi column panels; groups
+                     * shrink until every thread has a few items to balance */
+                    const fnn_idx blocks = (rows + MC - 1) / MC;
+                    fnn_idx ppi = 4;
+                    while (ppi > 1 && blocks * ((panels_b + ppi - 1) / ppi) < 4 * team)
+                        ppi /= 2;
+                    const fnn_idx groups = (panels_b + ppi - 1) / ppi;
 #pragma omp for schedule(static)
-                for (fnn_idx q = 0; q < npanels_b; ++q)
-                    FN(pack_b)(FNN_MIN(nr, nc - q * nr), kc, b + pc * rsb + (jc + q * nr) * csb,
-                               rsb, csb, (int)nr, bp + q * nr * kc);
-                for (fnn_idx ic = 0; ic < m; ic += MC) {
-                    const fnn_idx mc = FNN_MIN(MC, m - ic), npanels_a = (mc + mr - 1) / mr;
-                    T *apc = ap[round++ & 1];
-#pragma omp for schedule(static)
-                    for (fnn_idx q = 0; q < npanels_a; ++q)
-                        FN(pack_a)(FNN_MIN(mr, mc - q * mr), kc, a + (ic + q * mr) * rsa + pc * csa,
-                                   rsa, csa, (int)mr, apc + q * mr * kc);
-                    /* the barrier ending that loop also means nobody still reads the other A buffer */
-#pragma omp for schedule(static) nowait
-                    for (fnn_idx q = 0; q < npanels_b; ++q) {
-                        FN(macro_column)(cfg, mc, FNN_MIN(nr, nc - q * nr), kc, alpha, apc,
-                                         bp + q * nr * kc, beta_now, c + ic * ldc + jc + q * nr, ldc,
-                                         epi_now, jc + q * nr);
+                    for (fnn_idx q = 0; q < pack_b + panels_a; ++q) {
+                        if (q < pack_b)
+                            FN(pack_b)(FNN_MIN(nr, nc - q * nr), kc, b + pc * rsb + (jc + q * nr) * csb,
+                                       rsb, csb, (int)nr, bp + q * nr * kc);
+                        else {
+                            fnn_idx qa = q - pack_b;
+                            FN(pack_a)(FNN_MIN(mr, rows - qa * mr), kc, a + (i0 + qa * mr) * rsa + pc * csa,
+                                       rsa, csa, (int)mr, ap + qa * mr * kc);
+                        }
+                    }
+                    /* (implicit barrier: packing done) */
+#pragma omp for schedule(dynamic, 1)
+                    for (fnn_idx item = 0; item < blocks * groups; ++item) {
+                        const fnn_idx blk = item / groups, grp = item % groups;
+                        const fnn_idx ib = blk * MC, mc = FNN_MIN(MC, rows - ib);
+                        const fnn_idx q1 = FNN_MIN(panels_b, (grp + 1) * ppi);
+                        for (fnn_idx q = grp * ppi; q < q1; ++q)
+                            FN(macro_column)(cfg, mc, FNN_MIN(nr, nc - q * nr), kc, alpha, ap + ib * kc,
+                                             bp + q * nr * kc, beta_now,
+                                             c + (i0 + ib) * ldc + jc + q * nr, ldc, epi_now, jc + q * nr);
                         ++tiles;
                     }
+                    /* (implicit barrier: nobody reads the packed blocks any more) */
                 }
             }
         }
@@ -250,6 +276,7 @@ void FN(fnn_gemm_packed)(fnn_idx m, fnn_idx n, fnn_idx k, T alpha, const T *a, f
         }
     }
     __atomic_store_n(&fnn_last_workers, workers, __ATOMIC_RELAXED);
+    __atomic_store_n(&fnn_last_team, team_size, __ATOMIC_RELAXED);
     free(ws);
 }
 

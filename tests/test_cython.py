@@ -1,0 +1,335 @@
+"""The Cython/C backend beyond the shared kernel tests: every SIMD path this CPU can run,
+every rung of the GEMM ladder, OpenMP threads, clean errors from the raw compiled
+functions, and the fused training step against the layer-by-layer path.
+
+SIMD paths are switched in-process with ``set_simd`` (the same switch ``FASTNN_SIMD``
+sets at import); one subprocess test checks the environment variable itself.
+"""
+
+import inspect
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+import fastnn.kernels as K
+from fastnn.kernels import cython_backend as cb
+from fastnn.kernels import numpy_backend as ref
+from fastnn.kernels.contract import KERNELS, ContractError
+
+if not cb.available()[0]:  # the whole module is about this backend
+    pytest.fail(f"cython backend unavailable: {cb.available()[1]}", pytrace=False)
+
+ALL_PATHS = ("generic", "avx2", "avx512")
+PATHS = [p for p in ALL_PATHS if cb._k.cpu_supports(p)]
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+@pytest.fixture(params=PATHS)
+def simd(request):
+    """Run the test on one micro-kernel path, then restore the best one."""
+    before = cb.simd_path()
+    cb.set_simd(request.param)
+    yield request.param
+    cb.set_simd(before)
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):
+    before = cb.get_num_threads()
+    cb.set_num_threads(request.param)
+    yield request.param
+    cb.set_num_threads(before)
+
+
+def layout(a, kind):
+    """a as C order, Fortran order, a strided view or a reversed (negative-stride) view."""
+    if kind == "F":
+        return np.asfortranarray(a)
+    if kind == "strided":
+        big = np.zeros((a.shape[0], 2 * a.shape[1]), a.dtype)
+        big[:, ::2] = a
+        return big[:, ::2]
+    if kind == "reversed":
+        return np.ascontiguousarray(a[::-1])[::-1]
+    return np.ascontiguousarray(a)
+
+
+# --- the GEMM ladder ------------------------------------------------------------------------
+
+def test_ladder_goes_from_naive_to_the_backend_gemm():
+    assert list(cb.GEMM_LADDER) == ["naive", "loop_reorder", "cache_blocked", "packed_simd",
+                                    "packed_simd_omp"]
+    assert cb.GEMM_LADDER["packed_simd_omp"] is cb.gemm
+    want = inspect.signature(ref.gemm)
+    for fn in cb.GEMM_LADDER.values():
+        assert inspect.signature(fn) == want
+
+
+# Shapes straddle every blocking edge: 1, primes, just past the micro-tile (6x16, 4x8,
+# 12x32), past mc (168) and kc (256).
+SHAPES = [(1, 1, 1), (7, 5, 3), (13, 17, 19), (37, 41, 257), (169, 33, 5), (5, 300, 7), (64, 65, 3)]
+
+
+@pytest.mark.parametrize("name", list(cb.GEMM_LADDER))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_rung_on_odd_shapes_and_transposes(simd, threads, name, dtype):
+    rng = np.random.default_rng(7)
+    gemm = cb.GEMM_LADDER[name]
+    for m, n, k in SHAPES:
+        for ta in (False, True):
+            for tb in (False, True):
+                for alpha, beta in ((1.0, 0.0), (-0.5, 0.25)):
+                    a = layout(rng.standard_normal((k, m) if ta else (m, k)).astype(dtype),
+                               ("C", "F", "strided", "reversed")[(m + n) % 4])
+                    b = layout(rng.standard_normal((n, k) if tb else (k, n)).astype(dtype),
+                               ("C", "F", "strided", "reversed")[(n + k) % 4])
+                    c0 = rng.standard_normal((m, n)).astype(dtype)
+                    out = c0.copy()
+                    if beta == 0.0:
+                        out[...] = np.nan  # beta == 0 must not read C
+                    gemm(a, b, out, ta, tb, alpha, beta)
+                    want = alpha * ((a.T if ta else a) @ (b.T if tb else b)) + beta * c0
+                    np.testing.assert_allclose(out, want, rtol=TOL[dtype], atol=TOL[dtype] * k,
+                                               err_msg=f"{name} {simd} {(m, n, k)} ta={ta} tb={tb}")
+
+
+def test_gemm_with_k_zero_scales_c():
+    for gemm in cb.GEMM_LADDER.values():
+        out = np.full((3, 4), 2.0)
+        gemm(np.zeros((3, 0)), np.zeros((0, 4)), out, beta=0.5)
+        np.testing.assert_array_equal(out, np.ones((3, 4)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_gemm_crosses_every_block(simd, dtype):
+    """Past nc (4080/4096 columns) would be too slow here; this crosses mc, kc and the
+    4096-row round of packing in one product."""
+    rng = np.random.default_rng(3)
+    m, n, k = 4100, 40, 600
+    a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+    out = np.empty((m, n), dtype)
+    cb.gemm(a, b, out)
+    np.testing.assert_allclose(out, a @ b, rtol=TOL[dtype] * 10, atol=TOL[dtype] * k)
+
+
+# --- SIMD dispatch ---------------------------------------------------------------------------
+
+def test_simd_paths_are_dispatched_and_unsupported_ones_refused():
+    assert cb._k.simd_best() == PATHS[-1]
+    assert "generic" in PATHS
+    for path in ALL_PATHS:
+        if path in PATHS:
+            cb.set_simd(path)
+            assert cb.simd_path() == path
+            assert cb._k.gemm_blocking(np.float32)["mr"] == cb._k.gemm_blocking(np.float32, path)["mr"]
+        else:
+            with pytest.raises(ValueError, match="cannot run"):
+                cb.set_simd(path)
+    with pytest.raises(ValueError, match="unknown SIMD path"):
+        cb.set_simd("sse9")
+    cb.set_simd(PATHS[-1])
+    assert f"SIMD {PATHS[-1]}" in cb.available()[1]
+
+
+def test_paths_have_their_own_micro_tiles():
+    tiles = {p: cb._k.gemm_blocking(np.float32, p) for p in ALL_PATHS}
+    assert (tiles["generic"]["mr"], tiles["generic"]["nr"]) == (4, 8)
+    assert (tiles["avx2"]["mr"], tiles["avx2"]["nr"]) == (6, 16)
+    assert (tiles["avx512"]["mr"], tiles["avx512"]["nr"]) == (12, 32)
+
+
+def _status_with_env(**env):
+    code = ("import fastnn; from fastnn.kernels import cython_backend as cb; "
+            "ok, why = cb.available(); print(ok); print(why)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, **env}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    ok, why = result.stdout.strip().splitlines()
+    return ok == "True", why
+
+
+def test_fastnn_simd_environment_variable():
+    ok, why = _status_with_env(FASTNN_SIMD="generic")
+    assert ok and why.startswith("SIMD generic")
+    for path in ("avx512", "bogus"):
+        ok, why = _status_with_env(FASTNN_SIMD=path)
+        if path in PATHS:
+            assert ok and why.startswith(f"SIMD {path}")
+        else:  # refused with the reason; fastnn itself still imports
+            assert not ok and f"FASTNN_SIMD={path}" in why
+
+
+# --- OpenMP -----------------------------------------------------------------------------------
+
+def test_openmp_runs_more_than_one_thread():
+    assert cb._k.openmp_enabled()
+    assert cb._k.threads_probe(2) == [0, 1]   # each thread wrote its omp_get_thread_num()
+    assert cb._k.threads_probe(1) == [0]
+
+
+def test_gemm_runs_on_the_requested_team():
+    a = np.ones((512, 512), np.float32)
+    out = np.empty_like(a)
+    before = cb.get_num_threads()
+    try:
+        cb.set_num_threads(2)
+        assert cb.get_num_threads() == 2
+        cb.gemm(a, a, out)
+        assert cb._k.gemm_last_team() == 2 and cb._k.gemm_last_workers() >= 1
+        cb.gemm(a[:8, :8], a[:8, :8], out[:8, :8].copy())  # tiny: not worth a second thread
+        assert cb._k.gemm_last_team() == 1
+        cb.set_num_threads(1)
+        cb.gemm(a, a, out)
+        assert cb._k.gemm_last_team() == 1
+        np.testing.assert_allclose(out, a @ a)
+    finally:
+        cb.set_num_threads(before)
+    with pytest.raises(ValueError):
+        cb.set_num_threads(0)
+
+
+def test_parallel_element_wise_kernels_match_serial(threads):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((300, 1000)).astype(np.float32)  # large enough for threads
+    for act in ("relu", "sigmoid", "tanh"):
+        got, want = np.empty_like(x), np.empty_like(x)
+        getattr(cb, f"{act}_forward")(x, got)
+        getattr(ref, f"{act}_forward")(x, want)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert cb.sum_squares(x) == pytest.approx(ref.sum_squares(x), rel=1e-12)
+
+
+# --- the module's own checks --------------------------------------------------------------------
+
+def test_signatures_match_the_reference():
+    for name in KERNELS:
+        assert inspect.signature(getattr(cb, name)) == inspect.signature(getattr(ref, name)), name
+
+
+def _f32(*shape):
+    return np.zeros(shape, np.float32)
+
+
+RAW_BAD_CALLS = [
+    lambda: cb.GEMM_LADDER["naive"](_f32(3, 4), _f32(5, 2), _f32(3, 2)),
+    lambda: cb.GEMM_LADDER["packed_simd"](_f32(3, 4), _f32(4, 2), _f32(2, 2)),
+    lambda: cb.gemm(_f32(3, 4), _f32(4, 2), _f32(3, 2), trans_a=True),
+    lambda: cb.gemm(_f32(3, 4), np.zeros((4, 2)), _f32(3, 2)),
+    lambda: cb.gemm(_f32(3, 4), _f32(4, 2), np.zeros((3, 2), np.float32, order="F")),
+    lambda: cb.dense_forward(_f32(2, 5), _f32(4, 3), _f32(3), _f32(2, 3)),
+    lambda: cb.dense_forward(_f32(2, 4), _f32(4, 3), _f32(2), _f32(2, 3)),
+    lambda: cb.dense_backward(_f32(2, 4), _f32(4, 3), _f32(2, 3), _f32(2, 3), _f32(2, 3),
+                              _f32(2, 4), _f32(3, 4), _f32(3)),
+    lambda: cb.relu_forward(_f32(10), _f32(9)),
+    lambda: cb.softmax_cross_entropy_forward(_f32(2, 3), np.array([0, 3]), _f32(2, 3)),
+    lambda: cb.softmax_cross_entropy_backward(_f32(2, 3), np.array([-1, 0]), _f32(2, 3)),
+    lambda: cb.batchnorm_forward(_f32(4, 3), _f32(3), _f32(2), _f32(4, 3), _f32(4, 3), _f32(3),
+                                 _f32(3), _f32(3), 0.1, 1e-5),
+    lambda: cb.sgd_update(_f32(5), _f32(6), _f32(5), 0.1, 0.9, 0.0, False),
+    lambda: cb.adam_update(_f32(5), _f32(5), _f32(5), _f32(5), 0.1, 0.9, 0.999, 1e-8, 0.0, 0, False),
+]
+
+
+@pytest.mark.parametrize("call", RAW_BAD_CALLS, ids=range(len(RAW_BAD_CALLS)))
+def test_raw_module_refuses_bad_shapes(call):
+    """Even without the registry's contract checks the compiled code is never handed a size
+    it would read or write past."""
+    with pytest.raises((ValueError, TypeError)):
+        call()
+
+
+def test_registry_checks_come_first():
+    backend = K.get("cython")
+    with pytest.raises(ContractError, match="inner dimensions"):
+        backend.gemm(_f32(3, 4), _f32(5, 2), _f32(3, 2))
+
+
+def test_softmax_cross_entropy_is_stable_for_huge_logits():
+    logits = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4]], np.float32)
+    labels = np.array([0, 2])
+    probs = np.empty_like(logits)
+    loss = cb.softmax_cross_entropy_forward(logits, labels, probs)
+    assert np.isfinite(loss) and loss == pytest.approx(np.log(2) / 2, rel=1e-6)
+    np.testing.assert_allclose(probs, [[1, 0, 0], [0, 0.5, 0.5]], atol=1e-7)
+
+
+# --- whole-step fusion ------------------------------------------------------------------------------
+
+def _mlp(dtype, hidden_act):
+    layers = [fnn.Dense(20, 16, backend="cython", dtype=dtype)]
+    if hidden_act == "fused-relu":
+        layers = [fnn.Dense(20, 16, activation="relu", backend="cython", dtype=dtype)]
+    elif hidden_act == "leaky_relu":
+        layers.append(fnn.LeakyReLU(0.05, backend="cython", dtype=dtype))
+    else:
+        layers.append({"relu": fnn.ReLU, "sigmoid": fnn.Sigmoid, "tanh": fnn.Tanh}[hidden_act](
+            backend="cython", dtype=dtype))
+    layers += [fnn.Dense(16, 12, activation="tanh", backend="cython", dtype=dtype),
+               fnn.Dense(12, 5, backend="cython", dtype=dtype)]
+    return fnn.Sequential(layers, backend="cython", seed=11, dtype=dtype)
+
+
+OPTIMIZERS = {
+    "sgd": lambda p: fnn.SGD(p, lr=0.1),
+    "sgd-nesterov-wd": lambda p: fnn.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    "adam": lambda p: fnn.Adam(p, lr=1e-2, weight_decay=1e-3),
+    "adamw": lambda p: fnn.AdamW(p, lr=1e-2),
+}
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+@pytest.mark.parametrize("hidden_act", ["relu", "fused-relu", "leaky_relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_step_equals_layer_by_layer_path(dtype, hidden_act, optimizer):
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((70, 20)).astype(dtype)
+    y = rng.integers(0, 5, 70)
+    results = {}
+    for fused in (False, True):
+        model = _mlp(dtype, hidden_act)
+        opt = OPTIMIZERS[optimizer](model.parameters())
+        hist = fnn.fit(model, fnn.SoftmaxCrossEntropy(), opt, X, y, epochs=2, batch_size=32,
+                       seed=4, verbose=0, fused=fused)
+        results[fused] = ([p.data.copy() for p in model.parameters()],
+                          [p.grad.copy() for p in model.parameters()], hist.history)
+    assert cb.make_train_step(model, fnn.SoftmaxCrossEntropy(), opt) is not None
+    (p0, g0, h0), (p1, g1, h1) = results[False], results[True]
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for a, b in zip(p0 + g0, p1 + g1):
+        np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
+    assert h1["accuracy"] == h0["accuracy"]
+    np.testing.assert_allclose(h1["loss"], h0["loss"], rtol=tol)
+
+
+def test_fused_step_declines_what_it_does_not_cover():
+    model = _mlp("float32", "relu")
+    opt = fnn.SGD(model.parameters(), lr=0.1)
+    assert cb.make_train_step(model, fnn.MSE(), opt) is None
+    assert cb.make_train_step(model, fnn.SoftmaxCrossEntropy(),
+                              fnn.SGD(model.parameters()[:2], lr=0.1)) is None
+    with_dropout = fnn.Sequential([fnn.Dense(4, 4, backend="cython"), fnn.Dropout(0.5, backend="cython"),
+                                   fnn.Dense(4, 2, backend="cython")], backend="cython")
+    assert cb.make_train_step(with_dropout, fnn.SoftmaxCrossEntropy(),
+                              fnn.SGD(with_dropout.parameters(), lr=0.1)) is None
+    on_numpy = fnn.Sequential([fnn.Dense(4, 2, backend="numpy")], backend="numpy")
+    assert cb.make_train_step(on_numpy, fnn.SoftmaxCrossEntropy(),
+                              fnn.SGD(on_numpy.parameters(), lr=0.1)) is None
+
+
+def test_fused_step_checks_its_inputs():
+    model = _mlp("float32", "relu")
+    step = cb.make_train_step(model, fnn.SoftmaxCrossEntropy(), fnn.Adam(model.parameters()))
+    x = np.zeros((4, 20), np.float32)
+    with pytest.raises(ValueError, match="labels must lie"):
+        step(x, np.array([0, 1, 2, 5]))
+    with pytest.raises(ValueError, match="shape"):
+        step(np.zeros((4, 19), np.float32), np.zeros(4, np.int64))
+    with pytest.raises(ValueError, match="labels must have shape"):
+        step(x, np.zeros(3, np.int64))
+    model.layers[0].weight.value = np.zeros((3, 3), np.float32)   # a swapped-out parameter
+    with pytest.raises(ValueError, match="weight"):
+        step(x, np.zeros(4, np.int64))
