@@ -1,0 +1,179 @@
+"""Command-line wiring: ``fastnn neuron``, ``fastnn visualize`` and ``fastnn study``.
+
+``fastnn.cli`` calls :func:`add_commands` with its argparse sub-parsers.
+"""
+
+import argparse
+import os
+import sys
+
+
+def add_commands(subparsers):
+    """Add the ``neuron``, ``visualize`` and ``study`` sub-commands."""
+    _add_neuron(subparsers)
+    _add_visualize(subparsers)
+    _add_study(subparsers)
+
+
+def _use_backend(name):
+    import fastnn as fnn
+    backend = fnn.kernels.resolve(name)
+    fnn.get_backend(backend)   # fails here, with the reason, if it cannot run
+    return backend
+
+
+# --- neuron ----------------------------------------------------------------------------------
+
+def _add_neuron(sub):
+    from .neuron import ACTIVATIONS
+    p = sub.add_parser("neuron", help="one neuron's forward pass (and a learning step), worked by hand",
+                       description="Show one neuron's weighted sum, activation and confidence. With --target, "
+                       "also the loss, the gradient and one gradient-descent step. With --hidden, a tiny "
+                       "two-layer network instead, and whether it collapses into one linear layer.")
+    p.add_argument("--inputs", type=float, nargs="+", required=True, metavar="X")
+    p.add_argument("--weights", type=float, nargs="+", metavar="W", help="one weight per input")
+    p.add_argument("--bias", type=float, default=0.0)
+    p.add_argument("--activation", default="sigmoid", choices=ACTIVATIONS)
+    p.add_argument("--target", type=float, help="desired output: adds the loss, backward pass and one update")
+    p.add_argument("--lr", type=float, default=0.5, help="step size of that update (default 0.5)")
+    p.add_argument("--hidden", type=int, nargs="?", const=3, metavar="H",
+                   help="show a network inputs -> H hidden (default 3) -> 1 with seeded weights instead")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --hidden network's weights")
+    p.add_argument("--decimals", type=int, default=2)
+    p.add_argument("--backend", default="auto")
+    p.set_defaults(func=cmd_neuron)
+
+
+def cmd_neuron(args):
+    from .neuron import neuron, two_layer
+    backend = _use_backend(args.backend)
+    if args.hidden is not None:
+        result = two_layer(args.inputs, args.hidden, args.activation, args.seed, backend=backend,
+                           decimals=args.decimals)
+        print(result)
+        return 0 if result.collapses == (args.activation == "linear") else 1
+    if args.weights is None:
+        raise ValueError("--weights is required (one per input), unless --hidden is given")
+    print(neuron(args.inputs, args.weights, args.bias, args.activation, args.target, args.lr, backend,
+                 args.decimals))
+    return 0
+
+
+# --- visualize ----------------------------------------------------------------------------------
+
+def _add_visualize(sub):
+    from .visualizer import DEFAULT_NOISE, HIDDEN_ACTIVATIONS, LR_PRESETS
+    presets = ", ".join(f"{k}={v:g}" for k, v in LR_PRESETS.items())
+    p = sub.add_parser("visualize", help="train a small classifier on a 2-D toy set and draw how it learns",
+                       description="Record a training run at checkpoints and write a loss curve, a grid of "
+                       "decision-map snapshots (PNG) and a self-contained HTML page with an epoch slider.")
+    p.add_argument("--dataset", default="moons", choices=sorted(DEFAULT_NOISE))
+    p.add_argument("--hidden", default="8", help="hidden widths: 0 (none), 8, 8,8, ... (default 8)")
+    p.add_argument("--activation", default="tanh", choices=HIDDEN_ACTIVATIONS)
+    p.add_argument("--lr", default="balanced", help=f"a preset ({presets}) or a number")
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--n", type=int, default=200, help="number of points")
+    p.add_argument("--noise", type=float, help="point noise (default per data set)")
+    p.add_argument("--checkpoints", type=int, default=12, help="snapshots, epoch 0 included (default 12)")
+    p.add_argument("--grid", type=int, default=80, help="decision-map resolution (default 80)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--out", default=os.path.join("fastnn-out", "visualize"), help="folder for the PNGs and HTML")
+    p.set_defaults(func=cmd_visualize)
+
+
+def cmd_visualize(args):
+    from .visualizer import visualize
+    backend = _use_backend(args.backend)
+    run = visualize(args.dataset, args.hidden, args.lr, args.epochs, args.activation, args.n, args.noise,
+                    args.batch_size, args.checkpoints, args.grid, args.seed, backend, args.out)
+    print(f"{run.title}: {len(run.X)} points, batch {run.batch_size}, backend {run.backend}")
+    print(f"{'epoch':>6} {'loss':>10} {'accuracy':>9}")
+    for cp in run.checkpoints:
+        print(f"{cp.epoch:>6} {cp.loss:>10.4g} {cp.accuracy:>9.1%}")
+    if run.diverged:
+        print(f"diverged: the loss became infinite or NaN in epoch {run.diverged_epoch}")
+    print(f"notice: {run.lesson()}")
+    for kind, path in run.files.items():
+        print(f"{kind:<5} {os.path.abspath(path)}")
+    return 0
+
+
+# --- study -----------------------------------------------------------------------------------------
+
+def _add_study(sub):
+    from .studies import STUDIES
+    p = sub.add_parser("study", help="run a classic training study and plot it",
+                       description="learning-rate, overfitting, vanishing-gradients, optimizers (or all): "
+                       "prints the measurements and writes a PNG with a caption saying what to notice.")
+    p.add_argument("name", choices=[*STUDIES, "all"])
+    p.add_argument("--epochs", type=int, help="override the study's default number of epochs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--out", default=os.path.join("fastnn-out", "studies"), help="folder for the PNGs")
+    p.set_defaults(func=cmd_study)
+
+
+def _summary(study):
+    """Lines describing a study's measurements."""
+    d, lines = study.data, []
+    if study.name == "learning-rate":
+        lines.append(f"{'preset':<10} {'lr':>6} {'first loss':>11} {'final loss':>11} {'rises':>6}")
+        for name, r in d.items():
+            final = f"{r['final_loss']:.4g}" if r["diverged_epoch"] is None else f"div@{r['diverged_epoch']}"
+            lines.append(f"{name:<10} {r['lr']:>6g} {r['loss'][0]:>11.4g} {final:>11} {r['rises']:>6}")
+    elif study.name == "overfitting":
+        lines.append(f"{'variant':<20} {'epochs':>6} {'best val loss':>14} {'at':>4} {'final val loss':>15} "
+                     f"{'val acc':>8} {'train acc':>9}")
+        for name, r in d.items():
+            lines.append(f"{name:<20} {len(r['loss']):>6} {r['best_val_loss']:>14.4f} {r['best_epoch']:>4} "
+                         f"{r['final_val_loss']:>15.4f} {r['final_val_accuracy']:>8.1%} {r['final_train_accuracy']:>9.1%}")
+            if "restored" in r:
+                lines.append(f"{'':<20} restored best weights: val loss {r['restored']['loss']:.4f}, "
+                             f"val accuracy {r['restored']['accuracy']:.1%}")
+    elif study.name == "vanishing-gradients":
+        lines.append("gradient norm ||dL/dW|| per Dense layer, first -> last (at initialisation / after training):")
+        for name, r in d.items():
+            lines.append(f"{name:<21} init    " + " ".join(f"{v:8.1e}" for v in r["grad_init"]))
+            lines.append(f"{'':<21} trained " + " ".join(f"{v:8.1e}" for v in r["grad_trained"]) +
+                         f"   final loss {r['loss'][-1]:.3f}")
+    elif study.name == "optimizers":
+        lines.append(f"{'optimizer':<30} {'first loss':>11} {'final loss':>11} {'final acc':>10}")
+        for name, r in d.items():
+            lines.append(f"{name:<30} {r['loss'][0]:>11.4f} {r['final_loss']:>11.4f} {r['accuracy'][-1]:>10.1%}")
+    return lines
+
+
+def cmd_study(args):
+    from .studies import STUDIES, run_study
+    backend = _use_backend(args.backend)
+    names = list(STUDIES) if args.name == "all" else [args.name]
+    for name in names:
+        options = {"seed": args.seed, "backend": backend, "out": args.out}
+        if args.epochs is not None:
+            options["epochs"] = args.epochs
+        study = run_study(name, **options)
+        print(f"== study {name} (backend {backend})")
+        for line in _summary(study):
+            print("  " + line)
+        print(f"  figure: {os.path.abspath(study.figure)}")
+        print(f"  notice: {study.caption}\n")
+    return 0
+
+
+def main(argv=None):
+    """Run one of these commands on its own, with ``fastnn``'s error handling (bad input: a
+    one-line message and exit status 2)."""
+    parser = argparse.ArgumentParser(prog="fastnn")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        print(f"fastnn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
