@@ -208,14 +208,17 @@ void FN(fnn_gemm_packed)(fnn_idx m, fnn_idx n, fnn_idx k, T alpha, const T *a, f
     const fnn_idx a_rows = FNN_MIN(MR_ROUND, FNN_ROUND_UP(m, mr));
     const fnn_idx b_cols = FNN_MIN(NC, FNN_ROUND_UP(n, nr));
     const fnn_idx kc_max = FNN_MIN(KC, k);
-    T *ws = FN(workspace)((size_t)((a_rows + b_cols) * kc_max));
-    if (!ws) {  /* out of memory: the unpacked rung needs no buffers */
+    /* two allocations, not one: an overrun of either buffer then reaches memory that
+     * AddressSanitizer guards (see sanitize.sh) */
+    T *bp = FN(workspace)((size_t)(b_cols * kc_max)), *ap = FN(workspace)((size_t)(a_rows * kc_max));
+    if (!bp || !ap) {  /* out of memory: the unpacked rung needs no buffers */
+        free(bp);
+        free(ap);
         FN(gemm_blocked)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, ldc);
         if (epi)
             FN(fnn_bias_act)(c, ldc, m, n, epi->bias, epi->act, epi->alpha);
         return;
     }
-    T *bp = ws, *ap = ws + b_cols * kc_max;
     if (threads < 1)
         threads = 1;
     int workers = 0, team_size = 1;
@@ -277,7 +280,8 @@ void FN(fnn_gemm_packed)(fnn_idx m, fnn_idx n, fnn_idx k, T alpha, const T *a, f
     }
     __atomic_store_n(&fnn_last_workers, workers, __ATOMIC_RELAXED);
     __atomic_store_n(&fnn_last_team, team_size, __ATOMIC_RELAXED);
-    free(ws);
+    free(bp);
+    free(ap);
 }
 
 static void FN(gemm)(int variant, fnn_idx m, fnn_idx n, fnn_idx k, T alpha, const T *a, fnn_idx rsa,
