@@ -1,0 +1,314 @@
+"""Numba backend: every kernel of ``kernels/contract.py`` compiled with ``@njit``.
+
+* Matrix products (``gemm``, ``dense_forward``, ``dense_backward``) run on the packed,
+  register-blocked GEMM of ``numba_gemm`` (the top of its ``GEMM_LADDER``);
+  ``dense_forward`` adds the bias and applies the activation to each block of the
+  output right after it is computed; ``dense_backward`` computes ``dz`` and ``db`` in
+  one pass, then ``dW = x^T dz`` and ``dx = dz W^T`` with the transposes read by the
+  packing code, never materialised.
+* Element-wise, row-wise and optimizer kernels are in ``numba_kernels``.
+* Work above a size threshold is split over threads with ``prange``
+  (``set_num_threads``); small layers stay on one thread.
+* ``make_train_step`` (``numba_train``) fuses a whole training step of a Dense MLP.
+
+The functions here are thin: they flatten or make inputs C-contiguous (a copy only
+for strided/Fortran inputs), cast scalars to the arrays' dtype and call compiled
+code, so each compiled kernel exists once per dtype. Arguments are validated by
+``kernels/__init__.py`` (``contract.check``) before these run.
+"""
+
+import time
+
+import numpy as np
+
+NAME = "numba"
+DESCRIPTION = "Numba @njit kernels: packed SIMD GEMM with fused bias/activation, prange threads"
+
+try:
+    import numba
+
+    from . import numba_gemm as _gemm
+    from . import numba_kernels as _k
+    from . import numba_util as _u
+    from .numba_gemm import GEMM_LADDER
+    from .numba_train import make_train_step
+    _IMPORT_ERROR = None
+except Exception as exc:  # no numba (or a broken one): the backend is unavailable, fastnn is not
+    _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+    GEMM_LADDER = {}
+
+    def make_train_step(model, loss, optimizer):
+        return None
+
+
+def available():
+    """(ok, reason): numba version, threading layer and thread count, or why not."""
+    if _IMPORT_ERROR is not None:
+        return False, f"numba cannot be imported ({_IMPORT_ERROR})"
+    try:
+        ids = _u.prange_thread_ids(4)          # starts the threading layer (cached kernel)
+        layer = numba.threading_layer()
+    except Exception as exc:
+        return False, f"numba {numba.__version__}: parallel kernels fail ({type(exc).__name__}: {exc})"
+    return True, (f"numba {numba.__version__}, threading layer {layer}, "
+                  f"{numba.get_num_threads()} threads (max {numba.config.NUMBA_NUM_THREADS}); "
+                  f"probe ran on {len(np.unique(ids))}")
+
+
+# --- threads and compilation ------------------------------------------------------------
+
+def set_num_threads(n):
+    """Threads for the parallel kernels: 1 <= n <= NUMBA_NUM_THREADS (default: CPU count)."""
+    limit = numba.config.NUMBA_NUM_THREADS
+    if not isinstance(n, (int, np.integer)) or not 1 <= n <= limit:
+        raise ValueError(f"numba backend: thread count must be an integer in [1, {limit}] "
+                         f"(NUMBA_NUM_THREADS={limit}), got {n!r}")
+    numba.set_num_threads(int(n))
+
+
+def get_num_threads():
+    return numba.get_num_threads()
+
+
+def warmup():
+    """Compile (or load from Numba's cache) every kernel for float32 and float64.
+
+    Runs each kernel once on tiny inputs, plus the threaded GEMM, so the first real
+    call pays no JIT time. The first run compiles (tens of seconds); later runs,
+    even in new processes, load the cached machine code (``cache=True``)."""
+    from . import contract
+    kernels = globals()
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        x = rng.standard_normal((4, 3)).astype(dtype)
+        w = rng.standard_normal((3, 5)).astype(dtype)
+        b = np.zeros(5, dtype)
+        y = np.empty((4, 5), dtype)
+        labels = np.array([0, 1, 4, 2], np.int64)
+        for act in contract.ACTIVATIONS:
+            dense_forward(x, w, b, y, act, 0.1)
+            dense_backward(x, w, y, y.copy(), np.empty_like(y), np.empty_like(x),
+                           np.empty_like(w), np.empty_like(b), act, 0.1)
+        gemm(x, w, y.copy())
+        big = np.ones((8, 8), dtype)
+        _gemm.packed_parallel(big, False, big, True, np.empty_like(big), 1.0, 0.0,
+                              _gemm._NO_BIAS[np.dtype(dtype)], 0, 0.0, max(1, get_num_threads()))
+        out = np.empty_like(y)
+        for name in ("relu", "sigmoid", "tanh"):
+            kernels[f"{name}_forward"](y, out)
+            kernels[f"{name}_backward"](out, y, out.copy())
+        leaky_relu_forward(y, out, 0.1)
+        leaky_relu_backward(out, y, out.copy(), 0.1)
+        softmax_forward(y, out)
+        softmax_backward(out, y, out.copy())
+        softmax_cross_entropy_forward(y, labels, out)
+        softmax_cross_entropy_backward(out, labels, out.copy())
+        count_correct(y, labels)
+        for loss in ("mse", "bce_with_logits"):
+            kernels[f"{loss}_forward"](y, out)
+            kernels[f"{loss}_backward"](y, out, out.copy())
+        dropout_forward(y, out, out.copy())
+        dropout_backward(out, y, out.copy())
+        add(y, out, out.copy())
+        d = np.ones(5, dtype)
+        batchnorm_forward(y, d, d, out, out.copy(), d.copy(), d.copy(), d.copy(), 0.1, 1e-5)
+        batchnorm_inference(y, d, d, d, d, 1e-5, out)
+        batchnorm_backward(y, d, d, y, out, d.copy(), d.copy())
+        sgd_update(d.copy(), d, d.copy(), 0.1, 0.9, 0.0, False)
+        adam_update(d.copy(), d, d.copy(), d.copy(), 0.1, 0.9, 0.999, 1e-8, 0.0, 1, False)
+        sum_squares(y)
+        abs_sum(y)
+        scale_(out, 0.5)
+        penalty_grad(y, out, 0.1, 0.1)
+
+
+def compile_times():
+    """(seconds for warmup() now, seconds for a second warmup()): with a cold cache the
+    first is the JIT cost, with a warm cache it is the cost of loading cached code."""
+    start = time.perf_counter()
+    warmup()
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    warmup()
+    return first, time.perf_counter() - start
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+def _flat(a):
+    """1-D C-contiguous view of a (a copy only when a is not C-contiguous)."""
+    return np.ravel(a)
+
+
+def _c(a):
+    return np.ascontiguousarray(a)
+
+
+def _pieces(n):
+    return _u.pieces(n)
+
+
+def _s(like, value):
+    """A Python scalar as the arrays' dtype (float32 kernels then stay in float32)."""
+    return like.dtype.type(value)
+
+
+def _map(op, x, y, out, alpha=0.0, beta=0.0):
+    _k.elementwise(op, _flat(x), _flat(y), out.reshape(-1), _s(out, alpha), _s(out, beta),
+                   _pieces(out.size))
+
+
+def _columns(rows, cols):
+    """Pieces for kernels whose threads split columns (at least 16 columns each)."""
+    return min(_pieces(rows * cols), max(1, cols // 16))
+
+
+# --- matrix multiply and dense layers -------------------------------------------------------
+
+def gemm(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+    _gemm.matmul(a, b, out, trans_a, trans_b, alpha, beta)
+
+
+def dense_forward(x, w, b, out, activation="linear", alpha=0.01):
+    _gemm.matmul(x, w, out, bias=_c(b), act=_u.ACT_CODES[activation], slope=alpha)
+
+
+def dense_backward(x, w, y, dy, dz, dx, dw, db, activation="linear", alpha=0.01):
+    _k.dense_dz_db(_c(y), _c(dy), dz, db, _u.ACT_CODES[activation], _s(dz, alpha), _columns(*dz.shape))
+    _gemm.matmul(x, dz, dw, trans_a=True)                  # dW = x^T dz
+    if dx is not None:
+        _gemm.matmul(dz, w, dx, trans_b=True)              # dx = dz W^T
+
+
+# --- element-wise activations ----------------------------------------------------------------
+
+def relu_forward(x, out):
+    _map(_k.RELU_F, x, x, out)
+
+
+def relu_backward(y, dy, dx):
+    _map(_k.RELU_B, y, dy, dx)
+
+
+def leaky_relu_forward(x, out, alpha):
+    _map(_k.LEAKY_F, x, x, out, alpha)
+
+
+def leaky_relu_backward(y, dy, dx, alpha):
+    _map(_k.LEAKY_B, y, dy, dx, alpha)
+
+
+def sigmoid_forward(x, out):
+    _map(_k.SIGMOID_F, x, x, out)
+
+
+def sigmoid_backward(y, dy, dx):
+    _map(_k.SIGMOID_B, y, dy, dx)
+
+
+def tanh_forward(x, out):
+    _map(_k.TANH_F, x, x, out)
+
+
+def tanh_backward(y, dy, dx):
+    _map(_k.TANH_B, y, dy, dx)
+
+
+# --- softmax and losses ------------------------------------------------------------------------
+
+def softmax_forward(x, out):
+    _k.softmax_forward(_c(x), out, _pieces(out.size))
+
+
+def softmax_backward(y, dy, dx):
+    _k.softmax_backward(_c(y), _c(dy), dx, _pieces(dx.size))
+
+
+def softmax_cross_entropy_forward(logits, labels, probs):
+    return float(_k.softmax_cross_entropy_forward(_c(logits), _c(labels), probs, _pieces(probs.size)))
+
+
+def softmax_cross_entropy_backward(probs, labels, dlogits):
+    _k.softmax_cross_entropy_backward(_c(probs), _c(labels), dlogits)
+
+
+def mse_forward(y, t):
+    return float(_k.reduce_sum(_k.SQUARED_DIFF, _flat(y), _flat(t), _pieces(y.size)) / y.size)
+
+
+def mse_backward(y, t, dy):
+    _map(_k.SCALED_DIFF, y, t, dy, 2.0 / y.size)
+
+
+def bce_with_logits_forward(z, t):
+    return float(_k.reduce_sum(_k.BCE_LOGITS, _flat(z), _flat(t), _pieces(z.size)) / z.size)
+
+
+def bce_with_logits_backward(z, t, dz):
+    _map(_k.SIGMOID_DIFF, z, t, dz, 1.0 / z.size)
+
+
+def count_correct(scores, labels):
+    return int(_k.count_correct(_c(scores), _c(labels)))
+
+
+# --- dropout, residual, batch norm -----------------------------------------------------------------
+
+def dropout_forward(x, mask, out):
+    _map(_k.MUL, x, mask, out)
+
+
+def dropout_backward(mask, dy, dx):
+    _map(_k.MUL, dy, mask, dx)
+
+
+def add(a, b, out):
+    _map(_k.ADD, a, b, out)
+
+
+def batchnorm_forward(x, gamma, beta, out, xhat, invstd, running_mean, running_var, momentum, eps):
+    _k.batchnorm_forward(_c(x), _c(gamma), _c(beta), out, xhat, invstd, running_mean, running_var,
+                         float(momentum), float(eps), _columns(*out.shape))
+
+
+def batchnorm_inference(x, gamma, beta, running_mean, running_var, eps, out):
+    _k.batchnorm_inference(_c(x), _c(gamma), _c(beta), _c(running_mean), _c(running_var),
+                           float(eps), out, _pieces(out.size))
+
+
+def batchnorm_backward(xhat, gamma, invstd, dy, dx, dgamma, dbeta):
+    _k.batchnorm_backward(_c(xhat), _c(gamma), _c(invstd), _c(dy), dx, dgamma, dbeta, _columns(*dx.shape))
+
+
+# --- optimizers and parameter reductions ---------------------------------------------------------
+
+def sgd_update(p, g, v, lr, momentum, weight_decay, nesterov):
+    _k.sgd_update(p.reshape(-1), _flat(g), v.reshape(-1), _s(p, lr), _s(p, momentum),
+                  _s(p, weight_decay), bool(nesterov), _pieces(p.size))
+
+
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled):
+    c1, c2 = 1.0 - beta1 ** int(step), 1.0 - beta2 ** int(step)
+    _k.adam_update(p.reshape(-1), _flat(g), m.reshape(-1), v.reshape(-1), _s(p, lr), _s(p, beta1),
+                   _s(p, beta2), _s(p, eps), _s(p, weight_decay), _s(p, c1), _s(p, c2), bool(decoupled),
+                   _pieces(p.size))
+
+
+def sum_squares(x):
+    flat = _flat(x)
+    return float(_k.reduce_sum(_k.SUM_SQUARES, flat, flat, _pieces(flat.size)))
+
+
+def abs_sum(x):
+    flat = _flat(x)
+    return float(_k.reduce_sum(_k.ABS_SUM, flat, flat, _pieces(flat.size)))
+
+
+def scale_(x, s):
+    flat = x.reshape(-1)
+    _k.elementwise(_k.SCALE, flat, flat, flat, _s(x, s), _s(x, 0.0), _pieces(flat.size))
+
+
+def penalty_grad(w, g, l1, l2):
+    flat = g.reshape(-1)
+    _k.elementwise(_k.PENALTY, _flat(w), flat, flat, _s(g, l1), _s(g, l2), _pieces(flat.size))
