@@ -139,6 +139,15 @@ def test_no_hidden_layer_draws_a_straight_boundary_and_a_hidden_layer_bends_it()
     assert _logit_linearity_residual(bent.checkpoints[-1].grid, bent.extent) > 0.05
 
 
+@pytest.mark.parametrize("epochs, count", [(1, 2), (7, 2), (12, 5), (200, 12), (3, 12)])
+def test_checkpoints_run_from_epoch_0_to_the_last(epochs, count):
+    at = checkpoint_epochs(epochs, count)
+    assert at[0] == 0 and at[-1] == epochs and len(at) <= count
+    assert all(a < b for a, b in zip(at, at[1:]))
+    if epochs >= 2 * count:
+        assert len(at) == count
+
+
 def test_visualize_records_every_checkpoint():
     run = teach.visualize("xor", hidden="8,8", lr="balanced", epochs=12, n=60, grid=10, checkpoints=5)
     epochs = [cp.epoch for cp in run.checkpoints]
@@ -174,6 +183,27 @@ def test_a_diverging_run_is_recorded_not_raised():
     assert "diverged" in run.lesson()
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_visualize_gives_the_same_run_on_every_backend(backend):
+    kwargs = dict(dataset="moons", hidden="4", lr="balanced", epochs=3, n=24, grid=5, checkpoints=3)
+    ref = teach.visualize(backend="numpy", **kwargs)
+    run = teach.visualize(backend=backend, **kwargs)
+    assert run.backend == backend
+    np.testing.assert_allclose(run.epoch_loss, ref.epoch_loss, rtol=1e-4)
+    for cp, cp_ref in zip(run.checkpoints, ref.checkpoints):
+        np.testing.assert_allclose(cp.grid, cp_ref.grid, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_gradient_norms_agree_across_backends(backend):
+    X, y = fnn.data.load_digits()
+    norms = {}
+    for name in ("numpy", backend):
+        model = studies.deep_network("ReLU + batch norm", depth=10, width=8, backend=name, seed=2)
+        norms[name] = studies.gradient_norms(model, X[:16] / 16, y[:16])
+    np.testing.assert_allclose(norms[backend], norms["numpy"], rtol=1e-3)
+
+
 def test_visualize_rejects_bad_arguments():
     with pytest.raises(ValueError, match="unknown dataset"):
         teach.visualize("iris")
@@ -183,6 +213,16 @@ def test_visualize_rejects_bad_arguments():
         teach.visualize("moons", hidden="8,x")
     with pytest.raises(ValueError, match="epochs"):
         teach.visualize("moons", epochs=0)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        teach.visualize("moons", optimizer="rmsprop")
+
+
+def test_visualize_with_momentum_learns_the_spirals_plain_sgd_does_not():
+    kwargs = dict(dataset="spirals", hidden="16,16", activation="relu", lr=0.05, epochs=60, grid=4, checkpoints=2)
+    plain = teach.visualize(**kwargs)
+    momentum = teach.visualize(optimizer="momentum", **kwargs)
+    assert momentum.optimizer == "momentum" and "momentum" in momentum.title
+    assert momentum.checkpoints[-1].loss < 0.6 * plain.checkpoints[-1].loss
 
 
 def _page_data(html):

@@ -62,7 +62,7 @@ def cmd_neuron(args):
 # --- visualize ----------------------------------------------------------------------------------
 
 def _add_visualize(sub):
-    from .visualizer import DEFAULT_NOISE, HIDDEN_ACTIVATIONS, LR_PRESETS
+    from .visualizer import DEFAULT_NOISE, HIDDEN_ACTIVATIONS, LR_PRESETS, OPTIMIZERS
     presets = ", ".join(f"{k}={v:g}" for k, v in LR_PRESETS.items())
     p = sub.add_parser("visualize", help="train a small classifier on a 2-D toy set and draw how it learns",
                        description="Record a training run at checkpoints and write a loss curve, a grid of "
@@ -71,6 +71,8 @@ def _add_visualize(sub):
     p.add_argument("--hidden", default="8", help="hidden widths: 0 (none), 8, 8,8, ... (default 8)")
     p.add_argument("--activation", default="tanh", choices=HIDDEN_ACTIVATIONS)
     p.add_argument("--lr", default="balanced", help=f"a preset ({presets}) or a number")
+    p.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS,
+                   help="sgd (plain: the presets are tuned for it), momentum (0.9) or adam")
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--n", type=int, default=200, help="number of points")
@@ -87,7 +89,7 @@ def cmd_visualize(args):
     from .visualizer import visualize
     backend = _use_backend(args.backend)
     run = visualize(args.dataset, args.hidden, args.lr, args.epochs, args.activation, args.n, args.noise,
-                    args.batch_size, args.checkpoints, args.grid, args.seed, backend, args.out)
+                    args.batch_size, args.checkpoints, args.grid, args.seed, backend, args.out, args.optimizer)
     print(f"{run.title}: {len(run.X)} points, batch {run.batch_size}, backend {run.backend}")
     print(f"{'epoch':>6} {'loss':>10} {'accuracy':>9}")
     for cp in run.checkpoints:
@@ -128,7 +130,8 @@ def _summary(study):
                      f"{'val acc':>8} {'train acc':>9}")
         for name, r in d.items():
             lines.append(f"{name:<20} {len(r['loss']):>6} {r['best_val_loss']:>14.4f} {r['best_epoch']:>4} "
-                         f"{r['final_val_loss']:>15.4f} {r['final_val_accuracy']:>8.1%} {r['final_train_accuracy']:>9.1%}")
+                         f"{r['final_val_loss']:>15.4f} {r['final_val_accuracy']:>8.1%} "
+                         f"{r['final_train_accuracy']:>9.1%}")
             if "restored" in r:
                 lines.append(f"{'':<20} restored best weights: val loss {r['restored']['loss']:.4f}, "
                              f"val accuracy {r['restored']['accuracy']:.1%}")

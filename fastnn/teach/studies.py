@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .visualizer import DEFAULT_NOISE, LR_PRESETS, build_classifier, parse_hidden, train_recorded
+from .visualizer import DEFAULT_NOISE, LR_PRESETS, make_optimizer, parse_hidden, train_recorded
 
 
 @dataclass
@@ -88,7 +88,8 @@ def learning_rate(epochs=150, dataset="moons", hidden="8", seed=0, backend=None,
     caption = (f"too small a step (lr {g['lr']:g}) creeps down to {g['final_loss']:.3f}; the good one "
                f"(lr {b['lr']:g}) reaches {b['final_loss']:.3f}; too large a step (lr {u['lr']:g}) "
                + (f"diverges at epoch {u['diverged_epoch']}" if u["diverged_epoch"] else
-                  f"overshoots: its loss rose in {u['rises']} of {epochs - 1} epochs and ends at {u['final_loss']:.3g}"))
+                  f"overshoots: its loss rose in {u['rises']} of {epochs - 1} epochs and ends at "
+                  f"{u['final_loss']:.3g}"))
 
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), sharey=True)
@@ -338,9 +339,9 @@ def optimizers(epochs=60, hidden="32,32", seed=0, backend=None, out=None):
     import fastnn as fnn
     epochs, backend, hidden = _epochs(epochs, 2), _backend(backend), parse_hidden(hidden)
     X, y = fnn.data.make_spirals(n=400, seed=seed)
-    choices = {"SGD (lr 0.05)": lambda p: fnn.SGD(p, lr=0.05),
-               "SGD + momentum 0.9 (lr 0.05)": lambda p: fnn.SGD(p, lr=0.05, momentum=0.9),
-               "Adam (lr 0.005)": lambda p: fnn.Adam(p, lr=0.005)}
+    choices = {"SGD (lr 0.05)": make_optimizer("sgd", 0.05),
+               "SGD + momentum 0.9 (lr 0.05)": make_optimizer("momentum", 0.05),
+               "Adam (lr 0.005)": make_optimizer("adam", 0.005)}
     data = {}
     for name, make in choices.items():
         rec, diverged, _ = train_recorded(X, y, hidden, "relu", None, epochs, 32, seed, backend, [0], grid=None,

@@ -27,6 +27,8 @@ LR_PRESETS = {"gentle": 0.02, "balanced": 0.5, "unstable": 30.0}
 # step can still end at a zero loss by saturating, which hides the instability lesson.
 DEFAULT_NOISE = {"xor": 0.3, "moons": 0.2, "circles": 0.1, "spirals": 0.05}
 HIDDEN_ACTIVATIONS = ("tanh", "relu", "leaky_relu", "sigmoid", "linear")
+# The presets above are step sizes for plain SGD; the others need their own (e.g. momentum 0.05, adam 0.01).
+OPTIMIZERS = ("sgd", "momentum", "adam")
 
 NEGATIVE_COLOUR = "#e8833a"   # predicted class 0
 POSITIVE_COLOUR = "#2c7bb6"   # predicted class 1
@@ -70,8 +72,12 @@ def checkpoint_epochs(epochs, count):
     geometrically: a model changes most in its first epochs."""
     if count < 2:
         raise ValueError(f"checkpoints must be at least 2 (before and after training), got {count}")
-    later = np.unique(np.round(np.geomspace(1, epochs, count - 1)).astype(int)) if epochs > 1 else np.array([1])
-    return [0] + [int(e) for e in later]
+    k = min(count - 1, epochs)   # checkpoints after epoch 0, at most one per epoch
+    targets = np.geomspace(1, epochs, k) if k > 1 else [epochs]
+    at = [0]
+    for i, t in enumerate(targets):   # round, but keep them distinct and leave room for the rest
+        at.append(int(min(max(round(t), at[-1] + 1), epochs - (k - 1 - i))))
+    return at
 
 
 # --- the recorded run --------------------------------------------------------------------
@@ -109,6 +115,7 @@ class VisualRun:
     checkpoints: list = field(default_factory=list)
     diverged_epoch: int = None   # the epoch whose loss became NaN/Inf, else None
     files: dict = field(default_factory=dict)
+    optimizer: str = "sgd"
 
     @property
     def diverged(self):
@@ -116,9 +123,11 @@ class VisualRun:
 
     @property
     def title(self):
-        layers = "no hidden layer" if not self.hidden else f"hidden {','.join(map(str, self.hidden))} ({self.activation})"
+        widths = ",".join(map(str, self.hidden))
+        layers = f"hidden {widths} ({self.activation})" if self.hidden else "no hidden layer"
         lr = self.lr_name if self.lr_name == f"{self.lr:g}" else f"{self.lr:g} ({self.lr_name})"
-        return f"{self.dataset}, {layers}, lr {lr}"
+        how = "" if self.optimizer == "sgd" else f", {self.optimizer}"
+        return f"{self.dataset}, {layers}, lr {lr}{how}"
 
     def lesson(self):
         """One sentence on what this run shows."""
@@ -132,12 +141,16 @@ class VisualRun:
                     f"and ends at {final.loss:.3g}; each update overshoots the valley")
         if not self.hidden:
             return ("with no hidden layer the boundary is one straight line, whatever the data; "
-                    f"final accuracy {final.accuracy:.0%}")
+                    f"final accuracy {final.accuracy:.1%}")
         if self.lr_name == "gentle":
             return (f"small steps: the loss falls steadily but slowly, {self.checkpoints[0].loss:.3g} -> "
                     f"{final.loss:.3g} in {self.epochs} epochs")
+        if final.accuracy < 0.8:
+            return (f"the boundary could bend, but after {self.epochs} epochs it does not fit the data yet "
+                    f"(accuracy {final.accuracy:.1%}): try more epochs, another learning rate or optimizer "
+                    "(spirals: --activation relu --optimizer momentum --lr 0.05)")
         return (f"the hidden layer lets the boundary bend; loss {self.checkpoints[0].loss:.3g} -> "
-                f"{final.loss:.3g}, accuracy {final.accuracy:.0%}")
+                f"{final.loss:.3g}, accuracy {final.accuracy:.1%}")
 
     def to_dict(self, maps=None):
         """JSON-ready description (``maps``: optional list of data-URL images, one per checkpoint)."""
@@ -150,6 +163,7 @@ class VisualRun:
                         "map": maps[i] if maps else None})
         return {"title": self.title, "dataset": self.dataset, "hidden": list(self.hidden),
                 "activation": self.activation, "lr": self.lr, "lr_name": self.lr_name,
+                "optimizer": self.optimizer,
                 "epochs": self.epochs, "batch_size": self.batch_size, "backend": self.backend,
                 "seed": self.seed, "X": np.round(self.X.astype(float), 4).tolist(), "y": self.y.tolist(),
                 "epoch_loss": clean(self.epoch_loss), "epoch_accuracy": clean(self.epoch_accuracy),
@@ -254,8 +268,17 @@ def train_recorded(X, y, hidden=(8,), activation="tanh", lr=0.5, epochs=200, bat
     return recorder, diverged_epoch, extent
 
 
+def make_optimizer(name, lr):
+    """``params -> optimizer`` for "sgd", "momentum" (SGD, momentum 0.9) or "adam"."""
+    import fastnn as fnn
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
+    return {"sgd": lambda p: fnn.SGD(p, lr=lr), "momentum": lambda p: fnn.SGD(p, lr=lr, momentum=0.9),
+            "adam": lambda p: fnn.Adam(p, lr=lr)}[name]
+
+
 def visualize(dataset="moons", hidden="8", lr="balanced", epochs=200, activation="tanh", n=200, noise=None,
-              batch_size=32, checkpoints=12, grid=80, seed=0, backend=None, out=None):
+              batch_size=32, checkpoints=12, grid=80, seed=0, backend=None, out=None, optimizer="sgd"):
     """Train a small classifier on a 2-D toy set and record how it learns.
 
     ``dataset``: a name in ``fnn.data.TOY_DATASETS`` (xor, moons, circles, spirals),
@@ -263,7 +286,8 @@ def visualize(dataset="moons", hidden="8", lr="balanced", epochs=200, activation
     layer: logistic regression), "8", "8,8", ... with ``activation``. ``lr``: "gentle",
     "balanced", "unstable" (see ``LR_PRESETS``) or a number. ``checkpoints`` snapshots
     (geometrically spaced epochs, 0 included) with the decision map on a
-    ``grid`` x ``grid`` raster. With ``out`` (a folder) the loss PNG, the decision-map
+    ``grid`` x ``grid`` raster. ``optimizer``: "sgd" (plain, the default: the presets
+    are tuned for it), "momentum" or "adam". With ``out`` (a folder) the loss PNG, the decision-map
     PNG and the HTML page are written there (paths in ``run.files``).
 
     Returns a :class:`VisualRun`.
@@ -279,6 +303,7 @@ def visualize(dataset="moons", hidden="8", lr="balanced", epochs=200, activation
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     hidden = parse_hidden(hidden)
     lr_value, lr_name = parse_lr(lr)
+    make = make_optimizer(optimizer, lr_value)
     noise = DEFAULT_NOISE[dataset] if noise is None else float(noise)
     X, y = fnn.data.TOY_DATASETS[dataset](n=n, noise=noise, seed=seed)
     if set(np.unique(y)) != {0, 1}:
@@ -286,9 +311,10 @@ def visualize(dataset="moons", hidden="8", lr="balanced", epochs=200, activation
     backend = fnn.kernels.resolve(backend or fnn.get_backend_name())
     at = checkpoint_epochs(epochs, checkpoints)
     recorder, diverged_epoch, extent = train_recorded(X, y, hidden, activation, lr_value, epochs, batch_size,
-                                                      seed, backend, at, grid)
+                                                      seed, backend, at, grid, optimizer=make)
     run = VisualRun(dataset, hidden, activation, lr_value, lr_name, epochs, batch_size, backend, seed, X, y,
-                    extent, recorder.epoch_loss, recorder.epoch_accuracy, recorder.checkpoints, diverged_epoch)
+                    extent, recorder.epoch_loss, recorder.epoch_accuracy, recorder.checkpoints, diverged_epoch,
+                    optimizer=optimizer)
     if out is not None:
         write_all(run, out)
     return run
@@ -354,7 +380,7 @@ def draw_decision_map(ax, run, cp, title=True, legend=False):
     _MapPainter(ax, run, legend).show(cp, title)
 
 
-def plot_decision_maps(run, path, panels=8):
+def plot_decision_maps(run, path, panels=8, dpi=80):
     """A grid of decision-map snapshots (up to ``panels`` checkpoints, first and last included)."""
     plt = _plt()
     from matplotlib.patches import Patch
@@ -374,7 +400,7 @@ def plot_decision_maps(run, path, panels=8):
     fig.suptitle(f"Decision map while training: {run.title}", y=1.0 - 0.005)
     fig.text(0.5, 0.005, f"Notice: {run.lesson()}", ha="center", va="bottom", fontsize=9, style="italic", wrap=True)
     fig.tight_layout(rect=(0, 0.04, 1, 1.0 - 0.11 / rows))
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -442,7 +468,8 @@ def write_html(run, path):
 
 def file_stem(run):
     hidden = "h" + ("0" if not run.hidden else "-".join(map(str, run.hidden)))
-    return f"{run.dataset}_{hidden}_lr-{run.lr_name}"
+    how = "" if run.optimizer == "sgd" else f"_{run.optimizer}"
+    return f"{run.dataset}_{hidden}_lr-{run.lr_name}{how}"
 
 
 def write_all(run, out):
