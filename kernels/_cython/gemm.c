@@ -5,15 +5,19 @@
 
 #define T float
 #define S s
+#define FNN_IS_FLOAT 1
 #include "gemm_impl.h"
 #undef T
 #undef S
+#undef FNN_IS_FLOAT
 
 #define T double
 #define S d
+#define FNN_IS_FLOAT 0
 #include "gemm_impl.h"
 #undef T
 #undef S
+#undef FNN_IS_FLOAT
 
 int fnn_gemm_threads(fnn_idx m, fnn_idx n, fnn_idx k)
 {

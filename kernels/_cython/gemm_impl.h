@@ -97,16 +97,80 @@ static void FN(gemm_blocked)(fnn_idx m, fnn_idx n, fnn_idx k, T alpha, const T *
 
 /* --- rungs 4 and 5: packed panels + SIMD micro-kernel ----------------------------------- */
 
+/* A full micro-panel of MR rows from row-major A (cs == 1): MR read streams, one
+ * contiguous write stream; MR is a constant so the row loop unrolls completely. On x86
+ * the float version moves 4 x 4 blocks through SSE registers (baseline x86-64) instead
+ * of one element at a time. */
+#define PACK_A_ROWS(MR)                                                                 \
+    __attribute__((noinline)) static void FN(pack_a_rows##MR)(fnn_idx kc, const T *a,   \
+                                                              fnn_idx rs, T *dst)       \
+    {                                                                                   \
+        fnn_idx p = FN(pack_a_rows_simd)(MR, kc, a, rs, dst);                           \
+        for (; p < kc; ++p)                                                             \
+            for (int r = 0; r < MR; ++r)                                                \
+                dst[p * MR + r] = a[r * rs + p];                                        \
+    }
+
+#if FNN_X86 && FNN_IS_FLOAT
+#include <emmintrin.h>
+/* Columns [0, kc & ~3) of an mr-row panel (mr = 4, 6 or 12); returns the first column
+ * not done. Rows go in groups of four (a 4 x 4 transpose) and a last pair (unpack). */
+static inline fnn_idx FN(pack_a_rows_simd)(int mr, fnn_idx kc, const T *a, fnn_idx rs, T *dst)
+{
+    fnn_idx p = 0;
+    for (; p + 4 <= kc; p += 4) {
+        T *d = dst + p * mr;
+        int r = 0;
+        for (; r + 4 <= mr; r += 4) {
+            __m128 r0 = _mm_loadu_ps(a + (r + 0) * rs + p), r1 = _mm_loadu_ps(a + (r + 1) * rs + p);
+            __m128 r2 = _mm_loadu_ps(a + (r + 2) * rs + p), r3 = _mm_loadu_ps(a + (r + 3) * rs + p);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);   /* now r_j holds column p + j of the 4 rows */
+            _mm_storeu_ps(d + 0 * mr + r, r0);
+            _mm_storeu_ps(d + 1 * mr + r, r1);
+            _mm_storeu_ps(d + 2 * mr + r, r2);
+            _mm_storeu_ps(d + 3 * mr + r, r3);
+        }
+        if (r < mr) {  /* the last two rows */
+            __m128 x = _mm_loadu_ps(a + r * rs + p), y = _mm_loadu_ps(a + (r + 1) * rs + p);
+            __m128 lo = _mm_unpacklo_ps(x, y), hi = _mm_unpackhi_ps(x, y);
+            _mm_storel_pi((__m64 *)(d + 0 * mr + r), lo);
+            _mm_storeh_pi((__m64 *)(d + 1 * mr + r), lo);
+            _mm_storel_pi((__m64 *)(d + 2 * mr + r), hi);
+            _mm_storeh_pi((__m64 *)(d + 3 * mr + r), hi);
+        }
+    }
+    return p;
+}
+#else
+static inline fnn_idx FN(pack_a_rows_simd)(int mr, fnn_idx kc, const T *a, fnn_idx rs, T *dst)
+{
+    (void)mr; (void)kc; (void)a; (void)rs; (void)dst;
+    return 0;
+}
+#endif
+
+PACK_A_ROWS(4)
+PACK_A_ROWS(6)
+PACK_A_ROWS(12)
+#undef PACK_A_ROWS
+
 /* Copy rows [0, rows) x columns [0, kc) of op(A) into one micro-panel of mr rows stored
  * column by column (dst[p*mr + r] = A(r, p)); rows past `rows` are zero so the
  * micro-kernel never needs an edge case. */
-static void FN(pack_a)(fnn_idx rows, fnn_idx kc, const T *a, fnn_idx rs, fnn_idx cs, int mr, T *dst)
+__attribute__((noinline)) static void FN(pack_a)(fnn_idx rows, fnn_idx kc, const T *a, fnn_idx rs, fnn_idx cs, int mr, T *dst)
 {
     if (rows == mr && rs == 1) {          /* A transposed: a column of the panel is contiguous */
         for (fnn_idx p = 0; p < kc; ++p)
             for (int r = 0; r < mr; ++r)
                 dst[p * mr + r] = a[p * cs + r];
         return;
+    }
+    if (rows == mr && cs == 1) {          /* row-major A, the common case: unrolled rows */
+        switch (mr) {
+        case 4: FN(pack_a_rows4)(kc, a, rs, dst); return;
+        case 6: FN(pack_a_rows6)(kc, a, rs, dst); return;
+        case 12: FN(pack_a_rows12)(kc, a, rs, dst); return;
+        }
     }
     for (fnn_idx r = 0; r < rows; ++r) {  /* row by row: contiguous reads when cs == 1 */
         const T *src = a + r * rs;
@@ -120,19 +184,9 @@ static void FN(pack_a)(fnn_idx rows, fnn_idx kc, const T *a, fnn_idx rs, fnn_idx
 
 /* Copy rows [0, kc) x columns [0, cols) of op(B) into one micro-panel of nr columns
  * stored row by row (dst[p*nr + j] = B(p, j)), zero-padded to nr columns. */
-static void FN(pack_b)(fnn_idx cols, fnn_idx kc, const T *b, fnn_idx rs, fnn_idx cs, int nr, T *dst)
+__attribute__((noinline)) static void FN(pack_b)(fnn_idx cols, fnn_idx kc, const T *b, fnn_idx rs,
+                                                 fnn_idx cs, int nr, T *dst)
 {
-    if (cs == 1) {                        /* row-major B: each row of the panel is contiguous */
-        for (fnn_idx p = 0; p < kc; ++p) {
-            const T *src = b + p * rs;
-            T *d = dst + p * nr;
-            for (fnn_idx j = 0; j < cols; ++j)
-                d[j] = src[j];
-            for (fnn_idx j = cols; j < nr; ++j)
-                d[j] = 0;
-        }
-        return;
-    }
     for (fnn_idx j = 0; j < cols; ++j) {  /* column by column: contiguous reads when rs == 1 */
         const T *src = b + j * cs;
         for (fnn_idx p = 0; p < kc; ++p)
@@ -141,6 +195,28 @@ static void FN(pack_b)(fnn_idx cols, fnn_idx kc, const T *b, fnn_idx rs, fnn_idx
     for (fnn_idx j = cols; j < nr; ++j)
         for (fnn_idx p = 0; p < kc; ++p)
             dst[p * nr + j] = 0;
+}
+
+/* Rows [p0, p1) of the kc x nc block of a row-major op(B) (cs == 1) into all of its
+ * panels: each row of B is read once, front to back (what the hardware prefetcher
+ * likes), and scattered nr values at a time into the panels. */
+__attribute__((noinline)) static void FN(pack_b_rows)(fnn_idx p0, fnn_idx p1, fnn_idx nc, fnn_idx kc,
+                                                      const T *b, fnn_idx rs, int nr, T *dst)
+{
+    const fnn_idx full = nc / nr * nr;
+    for (fnn_idx p = p0; p < p1; ++p) {
+        const T *src = b + p * rs;
+        T *d = dst + p * nr;
+        for (fnn_idx j = 0; j < full; j += nr, d += nr * kc)
+            for (int jj = 0; jj < nr; ++jj)
+                d[jj] = src[j + jj];
+        if (full < nc) {
+            for (fnn_idx jj = 0; jj < nc - full; ++jj)
+                d[jj] = src[full + jj];
+            for (fnn_idx jj = nc - full; jj < nr; ++jj)
+                d[jj] = 0;
+        }
+    }
 }
 
 /* One column of micro-tiles: every mr-row panel of the packed A block times the nr-column
@@ -182,6 +258,8 @@ static void *FN(workspace)(size_t elements)
  * at once (4096 x 256 floats = 4 MiB, an L3-sized block), so one round needs only two
  * barriers however many threads share it. */
 #define FNN_ROWS_PER_ROUND 4096
+/* Rows of a row-major B block per packing task. */
+#define B_ROWS 16
 
 /* Rungs 4 (threads == 1) and 5. Loop nest (BLIS): jc over nc columns of C, pc over kc of
  * k; for each (jc, pc) the team packs the kc x nc block of B and a block of up to
@@ -203,7 +281,9 @@ void FN(fnn_gemm_packed)(fnn_idx m, fnn_idx n, fnn_idx k, T alpha, const T *a, f
     }
     const FN(fnn_gemm_cfg) *cfg = &FN(fnn_gemm_cfgs)[fnn_simd_current];
     const fnn_idx mr = cfg->mr, nr = cfg->nr;
-    const fnn_idx MC = cfg->mc, KC = cfg->kc, NC = cfg->nc;
+    const fnn_idx MC = cfg->mc, NC = cfg->nc;
+    /* equal k blocks of at most cfg->kc: 784 -> 4 x 196, not 3 x 256 + a thin 16 */
+    const fnn_idx KC = FNN_ROUND_UP((k + (k + cfg->kc - 1) / cfg->kc - 1) / ((k + cfg->kc - 1) / cfg->kc), 4);
     const fnn_idx MR_ROUND = FNN_ROUND_UP(FNN_ROWS_PER_ROUND, MC);
     const fnn_idx a_rows = FNN_MIN(MR_ROUND, FNN_ROUND_UP(m, mr));
     const fnn_idx b_cols = FNN_MIN(NC, FNN_ROUND_UP(n, nr));
@@ -237,8 +317,10 @@ void FN(fnn_gemm_packed)(fnn_idx m, fnn_idx n, fnn_idx k, T alpha, const T *a, f
                 const FN(fnn_epi) *epi_now = pc + kc == k ? epi : NULL;
                 for (fnn_idx i0 = 0; i0 < m; i0 += MR_ROUND) {
                     const fnn_idx rows = FNN_MIN(MR_ROUND, m - i0), panels_a = (rows + mr - 1) / mr;
-                    /* B is repacked only when pc or jc moved on, i.e. for the first row round */
-                    const fnn_idx pack_b = i0 == 0 ? panels_b : 0;
+                    /* B is repacked only when pc or jc moved on, i.e. for the first row round:
+                     * by chunks of B_ROWS rows when B is row-major, else panel by panel */
+                    const int b_by_rows = csb == 1;
+                    const fnn_idx pack_b = i0 > 0 ? 0 : b_by_rows ? (kc + B_ROWS - 1) / B_ROWS : panels_b;
                     /* work items: blocks of MC rows x groups of ppi column panels; groups
                      * shrink until every thread has a few items to balance */
                     const fnn_idx blocks = (rows + MC - 1) / MC;
@@ -248,7 +330,10 @@ void FN(fnn_gemm_packed)(fnn_idx m, fnn_idx n, fnn_idx k, T alpha, const T *a, f
                     const fnn_idx groups = (panels_b + ppi - 1) / ppi;
 #pragma omp for schedule(static)
                     for (fnn_idx q = 0; q < pack_b + panels_a; ++q) {
-                        if (q < pack_b)
+                        if (q < pack_b && b_by_rows)
+                            FN(pack_b_rows)(q * B_ROWS, FNN_MIN(kc, (q + 1) * B_ROWS), nc, kc,
+                                            b + pc * rsb + jc, rsb, (int)nr, bp);
+                        else if (q < pack_b)
                             FN(pack_b)(FNN_MIN(nr, nc - q * nr), kc, b + pc * rsb + (jc + q * nr) * csb,
                                        rsb, csb, (int)nr, bp + q * nr * kc);
                         else {
