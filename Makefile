@@ -18,6 +18,7 @@ $(STAMP): $(BUILD_INPUTS)
 
 test: install
 	$(PY) -m pytest
+	$(MAKE) test-cuda-sim
 
 
 # The CUDA kernels under numba's simulator: a separate interpreter, because the
