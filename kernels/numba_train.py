@@ -64,10 +64,14 @@ def train_step(x, labels, Ws, bs, acts, slopes, Hs, Gs, dWs, dbs, S1W, S1b, S2W,
     for i in range(n):                         # never index with a bad label
         if labels[i] < 0 or labels[i] >= classes:
             return 0.0, 0, i
+    # Runtime values, not literals: a literal 0/True/False would make Numba compile
+    # extra copies of the whole GEMM for those constant arguments.
+    linear = np.int64(0)
+    no, yes = n < 0, n > 0                     # n >= 1 here
     h = x
     for l in range(L):
         out = Hs[l][:n]
-        _matmul(h, False, Ws[l], False, out, bs[l], acts[l], slopes[l], threads, min_fmas)
+        _matmul(h, no, Ws[l], no, out, bs[l], acts[l], slopes[l], threads, min_fmas)
         h = out
     probs = Gs[L - 1][:n]                      # probabilities, then (probs - onehot) / N in place
     total = _sce_rows(h, labels, probs, 0, n)
@@ -82,11 +86,11 @@ def train_step(x, labels, Ws, bs, acts, slopes, Hs, Gs, dWs, dbs, S1W, S1b, S2W,
         dz = Gs[l][:n]                         # dy of layer l, turned into dz in place
         width = dz.shape[1]
         count = min(pieces_for(n * width, threads, min_elems), max(1, width // 16))
-        dense_dz_db(Hs[l][:n], dz, dz, dbs[l], acts[l], slopes[l], count)
+        dense_dz_db(Hs[l][:n], dz, dz, dbs[l], acts[l], dz.dtype.type(slopes[l]), count)
         inp = x if l == 0 else Hs[l - 1][:n]
-        _matmul(inp, True, dz, False, dWs[l], bs[l][:0], 0, 0.0, threads, min_fmas)
+        _matmul(inp, yes, dz, no, dWs[l], bs[l][:0], linear, 0.0, threads, min_fmas)
         if l > 0:
-            _matmul(dz, False, Ws[l], True, Gs[l - 1][:n], bs[l][:0], 0, 0.0, threads, min_fmas)
+            _matmul(dz, no, Ws[l], yes, Gs[l - 1][:n], bs[l][:0], linear, 0.0, threads, min_fmas)
     for l in range(L):
         W = Ws[l]
         _update(W.reshape(-1), dWs[l].reshape(-1), S1W[l].reshape(-1), S2W[l].reshape(-1),

@@ -1,0 +1,325 @@
+"""The Numba backend beyond the shared kernel tests: every GEMM rung, the threaded code
+paths (forced on small inputs), real multi-threading, argument checks in front of
+compiled code, vectorised hot loops, and the fused training step against the
+layer-by-layer path."""
+
+import platform
+import re
+
+import numpy as np
+import pytest
+
+import fastnn.kernels as K
+from fastnn.kernels.contract import ContractError
+
+numba = pytest.importorskip("numba")
+if "numba" not in K.available():
+    pytest.skip(f"numba backend unavailable: {K.status()['numba'][1]}", allow_module_level=True)
+
+from fastnn.kernels import numba_backend as NB  # noqa: E402
+from fastnn.kernels import numba_gemm, numba_util  # noqa: E402
+
+TOL = {np.float32: 2e-5, np.float64: 1e-10}
+# (m, n, k): ones, primes, and sizes crossing every block edge: MR/NR, MC=64 rows,
+# NC=512 columns, a 16-row packing group, KC=512 (float32) / 256 (float64) reductions
+SHAPES = [(1, 1, 1), (1, 7, 1), (13, 1, 17), (31, 37, 41), (67, 5, 3), (3, 530, 5), (5, 6, 600)]
+
+
+@pytest.fixture
+def two_threads():
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs NUMBA_NUM_THREADS >= 2 (a machine with at least 2 CPUs)")
+    before = numba.get_num_threads()
+    NB.set_num_threads(2)
+    yield
+    NB.set_num_threads(before)
+
+
+@pytest.fixture
+def force_parallel(monkeypatch, two_threads):
+    """Make every kernel take its threaded path even on small inputs."""
+    monkeypatch.setattr(numba_util, "PAR_MIN_ELEMS", 1)
+    monkeypatch.setattr(numba_util, "PAR_MIN_FMAS", 1)
+
+
+def _gemm_case(rng, m, n, k, ta, tb, dtype, fortran=False):
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    if fortran:
+        a, b = np.asfortranarray(a), b[:, ::-1].copy()[:, ::-1]   # F order; negative strides
+    want = (a.T if ta else a) @ (b.T if tb else b)
+    return a, b, want
+
+
+def _close(got, want, dtype, scale=1.0):
+    tol = TOL[np.dtype(dtype).type]
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1.0, scale))
+
+
+# --- GEMM ladder -----------------------------------------------------------------
+
+@pytest.mark.parametrize("rung", list(numba_gemm.GEMM_LADDER))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_rung_matches_numpy(rung, dtype):
+    gemm = NB.GEMM_LADDER[rung]
+    rng = np.random.default_rng(7)
+    for i, (m, n, k) in enumerate(SHAPES):
+        for ta in (False, True):
+            for tb in (False, True):
+                a, b, prod = _gemm_case(rng, m, n, k, ta, tb, dtype, fortran=i % 2 == 1)
+                c0 = rng.standard_normal((m, n)).astype(dtype)
+                out = np.full((m, n), np.nan, dtype)            # beta=0 must never read out
+                gemm(a, b, out, ta, tb)
+                _close(out, prod, dtype, k)
+                out = c0.copy()
+                gemm(a, b, out, ta, tb, alpha=-0.5, beta=0.25)
+                _close(out, -0.5 * prod + 0.25 * c0, dtype, k)
+
+
+def test_ladder_is_ordered_and_the_backend_uses_its_top():
+    assert list(NB.GEMM_LADDER) == ["naive", "reordered", "blocked", "packed", "parallel"]
+    assert NB.GEMM_LADDER is numba_gemm.GEMM_LADDER
+    assert NB.gemm.__module__ == NB.__name__ and "matmul" in NB.gemm.__code__.co_names
+
+
+@pytest.mark.parametrize("rung", list(numba_gemm.GEMM_LADDER))
+def test_rungs_check_their_arguments(rung):
+    f32 = np.zeros((3, 4), np.float32)
+    with pytest.raises(ContractError):
+        NB.GEMM_LADDER[rung](f32, np.zeros((5, 2), np.float32), np.zeros((3, 2), np.float32))
+    with pytest.raises(TypeError):
+        NB.GEMM_LADDER[rung](f32, np.zeros((4, 2)), np.zeros((3, 2), np.float32))
+
+
+def test_empty_reduction_gives_bias_and_activation():
+    x, w = np.zeros((3, 0), np.float32), np.zeros((0, 4), np.float32)
+    b = np.array([-1.0, 0.5, 2.0, -3.0], np.float32)
+    out = np.full((3, 4), np.nan, np.float32)
+    NB.dense_forward(x, w, b, out, "relu")
+    np.testing.assert_array_equal(out, np.tile(np.maximum(b, 0), (3, 1)))
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 assembly check")
+def test_micro_kernel_is_vectorised():
+    """The hot loop must use packed FMA/multiply instructions, not scalar or gathered code."""
+    sig = (numba.types.float32[::1],) * 6
+    fresh = numba.njit(sig, fastmath=numba_util.FASTMATH)(numba_gemm._micro_2x4.py_func)
+    asm = fresh.inspect_asm(sig)
+    packed = re.findall(r"\bv?(?:fmadd\d*|mul)ps\b", asm)
+    assert len(packed) >= 8, "micro-kernel lost its SIMD loop"
+    assert "gather" not in asm
+
+
+# --- threaded paths ------------------------------------------------------------------
+
+def test_prange_really_uses_two_threads(two_threads):
+    ids = numba_util.prange_thread_ids(64)
+    assert len(np.unique(ids)) >= 2
+
+
+def test_tiling_gives_every_thread_work():
+    for m, n in [(256, 256), (32, 784), (1, 600), (2, 64), (784, 256)]:
+        mc, rows, cols = numba_gemm._tiling(m, n, 2)
+        assert mc % numba_gemm.MR == 0 and rows * mc >= m
+        if m >= 2 * numba_gemm.MR or n >= 8 * numba_gemm.NR:
+            assert rows * cols >= 2, (m, n)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_threaded_paths_match_numpy(force_parallel, dtype):
+    """Every kernel with a threaded path, forced onto it, against the NumPy reference."""
+    ref = K.get("numpy")
+    bk = K.get("numba")
+    rng = np.random.default_rng(3)
+
+    def r(*shape, lo=-1.0, hi=1.0):
+        return rng.uniform(lo, hi, shape).astype(dtype)
+
+    for m, n, k in [(70, 37, 41), (3, 530, 5), (2, 9, 3)]:
+        for ta in (False, True):
+            for tb in (False, True):
+                a, b, prod = _gemm_case(rng, m, n, k, ta, tb, dtype)
+                out = np.full((m, n), np.nan, dtype)
+                bk.gemm(a, b, out, ta, tb)
+                _close(out, prod, dtype, k)
+    x, w, bias = r(33, 19), r(19, 45), r(45)
+    for act in ("linear", "relu", "leaky_relu", "sigmoid", "tanh"):
+        got, want = np.empty((33, 45), dtype), np.empty((33, 45), dtype)
+        bk.dense_forward(x, w, bias, got, act, 0.1)
+        ref.dense_forward(x, w, bias, want, act, 0.1)
+        _close(got, want, dtype, 19)
+        dy = r(33, 45)
+        res = []
+        for be in (bk, ref):
+            dz, dx, dw, db = (np.empty(s, dtype) for s in ((33, 45), (33, 19), (19, 45), (45,)))
+            be.dense_backward(x, w, want, dy, dz, dx, dw, db, act, 0.1)
+            res.append((dz, dx, dw, db))
+        for got_a, want_a in zip(*res):
+            _close(got_a, want_a, dtype, 45)
+    y, t = r(40, 48, lo=-20, hi=20), r(40, 48, lo=0, hi=1)
+    labels = rng.integers(0, 48, 40).astype(np.int64)
+    for name, args in [("relu_forward", (y,)), ("sigmoid_forward", (y,)), ("tanh_forward", (y,)),
+                       ("softmax_forward", (y,)), ("add", (y, t)), ("dropout_forward", (y, t)),
+                       ("mse_backward", (y, t)), ("bce_with_logits_backward", (y, t))]:
+        got, want = np.empty_like(y), np.empty_like(y)
+        getattr(bk, name)(*args, got)
+        getattr(ref, name)(*args, want)
+        _close(got, want, dtype)
+    for name, args in [("mse_forward", (y, t)), ("bce_with_logits_forward", (y, t)),
+                       ("sum_squares", (y,)), ("abs_sum", (y,))]:
+        _close(getattr(bk, name)(*args), getattr(ref, name)(*args), dtype, abs(getattr(ref, name)(*args)))
+    probs = [np.empty_like(y), np.empty_like(y)]
+    losses = [be.softmax_cross_entropy_forward(y, labels, p) for be, p in zip((bk, ref), probs)]
+    _close(losses[0], losses[1], dtype)
+    _close(probs[0], probs[1], dtype)
+    gamma, beta = r(48, lo=0.5, hi=1.5), r(48)
+    outs = []
+    for be in (bk, ref):
+        o, xh, inv, rm, rv = np.empty_like(y), np.empty_like(y), np.empty(48, dtype), np.zeros(48, dtype), np.ones(48, dtype)
+        be.batchnorm_forward(y, gamma, beta, o, xh, inv, rm, rv, 0.1, 1e-5)
+        dx, dg, dbt = np.empty_like(y), np.empty(48, dtype), np.empty(48, dtype)
+        be.batchnorm_backward(xh, gamma, inv, t, dx, dg, dbt)
+        inf = np.empty_like(y)
+        be.batchnorm_inference(y, gamma, beta, rm, rv, 1e-5, inf)
+        outs.append((o, xh, inv, rm, rv, dx, dg, dbt, inf))
+    for got_a, want_a in zip(*outs):
+        _close(got_a, want_a, dtype, 40)
+    g = r(40, 48)
+    for nesterov in (False, True):
+        states = []
+        for be in (bk, ref):
+            p, v = y.copy(), np.zeros_like(y)
+            be.sgd_update(p, g, v, 0.1, 0.9, 1e-2, nesterov)
+            pa, m2, v2 = y.copy(), np.zeros_like(y), np.zeros_like(y)
+            be.adam_update(pa, g, m2, v2, 1e-2, 0.9, 0.999, 1e-8, 1e-2, 3, nesterov)
+            states.append((p, v, pa, m2, v2))
+        for got_a, want_a in zip(*states):
+            _close(got_a, want_a, dtype, 20)
+
+
+# --- the checked backend protects compiled code ------------------------------------------
+
+def test_bad_arguments_raise_before_compiled_code():
+    bk = K.get("numba")
+    f32 = np.zeros((4, 3), np.float32)
+    with pytest.raises(ContractError, match="inner dimensions"):
+        bk.gemm(f32, np.zeros((4, 3), np.float32), np.zeros((4, 3), np.float32))
+    with pytest.raises(ContractError, match="bias|b has shape"):
+        bk.dense_forward(f32, np.zeros((3, 5), np.float32), np.zeros(4, np.float32), np.zeros((4, 5), np.float32))
+    with pytest.raises(ContractError, match="labels"):
+        bk.softmax_cross_entropy_forward(f32, np.array([0, 1, 2, 3]), np.zeros((4, 3), np.float32))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        bk.relu_forward(np.zeros(3, np.int64), np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="thread count"):
+        NB.set_num_threads(0)
+    with pytest.raises(ValueError, match="thread count"):
+        NB.set_num_threads(numba.config.NUMBA_NUM_THREADS + 1)
+
+
+def test_available_reports_version_layer_and_threads():
+    ok, reason = NB.available()
+    assert ok and numba.__version__ in reason and "threading layer" in reason and "threads" in reason
+
+
+# --- fused training step ---------------------------------------------------------------------
+
+def _mlp(dtype, folded):
+    from fastnn.layers import Dense, ReLU, Sequential, Tanh
+    layers = ([Dense(12, 16), ReLU(), Dense(16, 8, activation="tanh"), Dense(8, 5)] if folded
+              else [Dense(12, 16, activation="relu"), Dense(16, 8), Tanh(), Dense(8, 5)])
+    return Sequential(layers, backend="numba", seed=3, dtype=dtype)
+
+
+OPTIMIZERS = [("SGD", dict(lr=0.1)), ("SGD", dict(lr=0.05, momentum=0.9, weight_decay=1e-3)),
+              ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True)), ("Adam", dict(lr=1e-2)),
+              ("AdamW", dict(lr=1e-2, weight_decay=0.05))]
+
+
+@pytest.mark.parametrize("opt_name,kwargs", OPTIMIZERS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_steps_equal_generic_steps(opt_name, kwargs, dtype):
+    from fastnn import optim
+    from fastnn.losses import SoftmaxCrossEntropy
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((70, 12)).astype(dtype)
+    y = rng.integers(0, 5, 70).astype(np.int64)
+    fused_model, generic_model = _mlp(dtype, True), _mlp(dtype, False)
+    opt_f = getattr(optim, opt_name)(fused_model.parameters(), **kwargs)
+    opt_g = getattr(optim, opt_name)(generic_model.parameters(), **kwargs)
+    loss_f, loss_g = SoftmaxCrossEntropy(), SoftmaxCrossEntropy()
+    step = NB.make_train_step(fused_model, loss_f, opt_f)
+    assert step is not None
+    for start in range(0, 70, 16):                       # 5 steps, the last one short
+        xb, yb = X[start:start + 16], y[start:start + 16]
+        value, correct = step(xb, yb)
+        out = generic_model._forward(xb)
+        want = loss_g.forward(out, yb)
+        assert correct == K.get("numpy").count_correct(np.asarray(out), yb)
+        generic_model._backward(loss_g._backward(), need_dx=False)
+        opt_g.step()
+        _close(value, want, dtype, 10)
+    tol = 1e-5 if dtype == np.float32 else 1e-10
+    for pf, pg in zip(fused_model.parameters(), generic_model.parameters()):
+        np.testing.assert_allclose(pf.data, pg.data, rtol=tol, atol=tol, err_msg=pf.name)
+        np.testing.assert_allclose(pf.grad, pg.grad, rtol=tol, atol=tol, err_msg=pf.name)
+
+
+def test_fit_fused_matches_layer_by_layer():
+    from fastnn.losses import SoftmaxCrossEntropy
+    from fastnn.optim import SGD
+    from fastnn.training import fit
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((90, 12)).astype(np.float32)
+    y = rng.integers(0, 5, 90)
+    histories, params = [], []
+    for fused in (True, False):
+        model = _mlp(np.float32, True)
+        opt = SGD(model.parameters(), lr=0.05, momentum=0.9)
+        histories.append(fit(model, SoftmaxCrossEntropy(), opt, X, y, epochs=3, batch_size=32,
+                             seed=0, verbose=0, fused=fused).history)
+        params.append([p.data.copy() for p in model.parameters()])
+    np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=1e-5)
+    assert histories[0]["accuracy"] == histories[1]["accuracy"]
+    for a, b in zip(*params):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_step_rejects_bad_batches_without_touching_parameters():
+    from fastnn.losses import SoftmaxCrossEntropy
+    from fastnn.optim import Adam
+    model = _mlp(np.float32, True)
+    opt = Adam(model.parameters())
+    step = NB.make_train_step(model, SoftmaxCrossEntropy(), opt)
+    before = [p.data.copy() for p in model.parameters()]
+    x = np.zeros((4, 12), np.float32)
+    with pytest.raises(ValueError, match="outside"):
+        step(x, np.array([0, 1, 5, 2]))
+    with pytest.raises(ValueError, match="labels"):
+        step(x, np.array([0.0, 1.0, 2.0, 3.0]))
+    with pytest.raises(ValueError, match=r"\(batch, 12\)"):
+        step(np.zeros((4, 11), np.float32), np.array([0, 1, 2, 3]))
+    assert opt.step_count == 0
+    for p, b in zip(model.parameters(), before):
+        np.testing.assert_array_equal(p.data, b)
+
+
+def test_unsupported_models_get_no_fused_step():
+    from fastnn.layers import Dense, Dropout, ReLU, Sequential
+    from fastnn.losses import MSE, SoftmaxCrossEntropy
+    from fastnn.optim import SGD
+    sce = SoftmaxCrossEntropy()
+    cases = [
+        Sequential([Dense(4, 4), Dropout(0.5), Dense(4, 2)], backend="numba"),
+        Sequential([Dense(4, 4, activation="relu"), ReLU(), Dense(4, 2)], backend="numba"),
+        Sequential([ReLU(), Dense(4, 2)], backend="numba"),
+        Sequential([Dense(4, 2)], backend="numpy"),
+    ]
+    for model in cases:
+        assert NB.make_train_step(model, sce, SGD(model.parameters())) is None
+    model = Sequential([Dense(4, 2)], backend="numba")
+    assert NB.make_train_step(model, MSE(), SGD(model.parameters())) is None
+    assert NB.make_train_step(model, sce, SGD(model.parameters()[:1])) is None
+
+
+def test_warmup_compiles_and_returns_nothing():
+    assert NB.warmup() is None
