@@ -60,6 +60,10 @@ def _epochs(epochs, low=1):
     return int(epochs)
 
 
+def _epochs_text(n):
+    return f"{n} epoch{'s' if n != 1 else ''}"
+
+
 def _finite(values):
     return [v if math.isfinite(v) else float("nan") for v in values]
 
@@ -173,8 +177,9 @@ def overfitting(epochs=200, n_train=100, n_val=500, width=256, lr=1e-3, seed=0, 
         data[name] = entry
     none, drop, l2, early = data.values()
     stop = early["stopped_epoch"]
+    climbs = "climbs to" if none["final_val_loss"] > 1.02 * none["best_val_loss"] else "is still near it at"
     caption = (f"without regularisation the validation loss is lowest at epoch {none['best_epoch']} "
-               f"({none['best_val_loss']:.3f}) and climbs to {none['final_val_loss']:.3f} while the training "
+               f"({none['best_val_loss']:.3f}) and {climbs} {none['final_val_loss']:.3f} while the training "
                f"loss heads to 0; dropout ends at {drop['final_val_loss']:.3f}, L2 at {l2['final_val_loss']:.3f}; "
                + (f"early stopping stops at epoch {stop} and restores epoch {early['best_epoch']}'s weights "
                   f"(val loss {early['restored']['loss']:.3f})" if stop else
@@ -292,7 +297,8 @@ def vanishing_gradients(epochs=8, depth=12, width=32, batch=256, lr=0.02, seed=0
     others = [v for v in VANISHING_VARIANTS if v != "sigmoid"]
     spread = max(max(data[v]["first_over_last"], 1 / data[v]["first_over_last"]) for v in others)
     caption = (f"in the {depth}-layer sigmoid network the first layer's gradient is {sig['first_over_last']:.0e} "
-               f"of the last layer's, so it barely learns (loss {sig['loss'][-1]:.2f} after {epochs} epochs); with "
+               f"of the last layer's, so it barely learns (loss {sig['loss'][-1]:.2f} after "
+               f"{_epochs_text(epochs)}); with "
                f"ReLU, residual connections or batch norm every layer's gradient stays within {spread:.0f}x of the "
                f"last's (residual: loss {res['loss'][-1]:.2f})")
 
@@ -349,9 +355,11 @@ def optimizers(epochs=60, hidden="32,32", seed=0, backend=None, out=None):
         data[name] = {"loss": rec.epoch_loss, "accuracy": rec.epoch_accuracy, "diverged_epoch": diverged,
                       "final_loss": rec.epoch_loss[-1] if not diverged else float("inf")}
     (sgd_name, sgd), (mom_name, mom), (adam_name, adam) = data.items()
-    caption = (f"from the same start, plain SGD is still on the plateau after {epochs} epochs (loss "
+    left = max(mom["final_loss"], adam["final_loss"]) < 0.8 * sgd["final_loss"]
+    caption = (f"from the same start, plain SGD is still on the plateau after {_epochs_text(epochs)} (loss "
                f"{sgd['final_loss']:.3f}, accuracy {sgd['accuracy'][-1]:.0%}) while momentum "
-               f"({mom['final_loss']:.3f}) and Adam ({adam['final_loss']:.3f}) find their way off it")
+               f"({mom['final_loss']:.3f}) and Adam ({adam['final_loss']:.3f}) "
+               + ("find their way off it" if left else "have not left it yet either: train for more epochs"))
 
     plt = _plt()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.4))
