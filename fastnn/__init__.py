@@ -22,6 +22,8 @@ from .optim import SGD, Adam, AdamW, CosineLR, StepLR, clip_grad_norm, global_gr
 from .parameter import Parameter
 from .training import Callback, EarlyStopping, History, evaluate, fit, predict
 
+from . import teach  # noqa: E402  (uses the names above)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -31,5 +33,5 @@ __all__ = [
     "ReLU", "Residual", "Sequential", "Sigmoid", "Softmax", "Tanh", "L1", "L2", "MSE",
     "BinaryCrossEntropy", "Loss", "SoftmaxCrossEntropy", "SGD", "Adam", "AdamW", "CosineLR", "StepLR",
     "clip_grad_norm", "global_grad_norm", "Parameter", "Callback", "EarlyStopping", "History",
-    "evaluate", "fit", "predict",
+    "evaluate", "fit", "predict", "teach",
 ]
