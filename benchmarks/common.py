@@ -294,5 +294,5 @@ def torch_step(net, optimizer):
         value = cross_entropy(out, t)
         value.backward()
         optimizer.step()
-        return float(value)
+        return value.item()
     return step

@@ -37,6 +37,7 @@ import os
 import platform
 import statistics
 import time
+import types
 import zlib
 
 import numpy as np
@@ -175,6 +176,7 @@ class Case:
         self.kind, self.name, self.size, self.work, self.unit = kind, name, size, work, unit
         self.build, self.probe, self.variant = build, probe, variant
         self.dtype = np.dtype(np.float32)   # set by run_cases; picks the tolerance
+        self.blas = None                    # gemm: a build of the same product with numpy @
 
     def row(self, backend, **fields):
         return Row(self.kind, self.name, self.size, backend, self.variant, work=self.work,
@@ -212,9 +214,14 @@ def gemm_cases(size, dtype, ladder_variants=()):
             return (lambda: fn(a, b, out)), (lambda value: [bk.to_host(out)])
         return build
 
+    def blas(_):
+        a, b, out = _data("a", (m, k), dtype), _data("b", (k, n), dtype), np.empty((m, n), dtype)
+        return (lambda: np.matmul(a, b, out=out)), (lambda value: [out])
+
     probe = None if m * k * n <= 16 ** 3 else gemm_cases("16", dtype)[0]
     label = str(size) if len(str(size).split("x")) == 3 else f"{m}"
     cases = [Case("gemm", "gemm", label, 2.0 * m * k * n, "GFLOP/s", maker(""), probe)]
+    cases[0].blas = blas   # NumPy's @ straight into the output: the machine's BLAS
     cases += [Case("gemm", "gemm", label, 2.0 * m * k * n, "GFLOP/s", maker(v), variant=v)
               for v in ladder_variants]
     return cases
@@ -375,24 +382,32 @@ def train_cases(dtype, models=tuple(MODELS)):
             return call, (lambda v: [np.float64(v)] + [p.data for p in net.parameters()])
 
         flops = step_flops(widths, batch)
-        probe = Case("train", "probe", "16-16-4 b8", step_flops([16, 16, 4], 8), "GFLOP/s",
-                     _tiny_step_build(dtype))
+        # the python backend's cost is estimated from a smaller network's step: the larger
+        # the probe, the less its fixed per-call overhead skews the estimate
+        probe = _probe_step([16, 16, 4], 8, dtype) if model == "digits" else _probe_step([64, 64, 10], 32, dtype)
         cases.append(Case("train", f"{model} step", shape, flops, "GFLOP/s", step_build, probe))
         cases.append(Case("train", f"{model} epoch", f"{len(X)} rows", flops * (len(X) / batch), "GFLOP/s",
                           epoch_build, probe))
     return cases
 
 
-def _tiny_step_build(dtype):
+def _probe_step(widths, batch, dtype):
+    """A Case running one step of a small MLP on random data (for python estimates)."""
     def build(bk):
-        net, loss, opt = _network(bk.name, [16, 16, 4], dtype)
+        net, loss, opt = _network(bk.name, widths, dtype)
         step = train_step(net, loss, opt)
-        x, t = bk.asarray(_data("tiny", (8, 16), dtype)), bk.asarray(_labels("tiny", 8, 4))
+        x = bk.asarray(_data("probe", (batch, widths[0]), dtype))
+        t = bk.asarray(_labels("probe", batch, widths[-1]))
         return (lambda: step(x, t)), (lambda v: [np.float64(v)])
-    return build
+    size = "-".join(map(str, widths)) + f" b{batch}"
+    return Case("train", "probe", size, step_flops(widths, batch), "GFLOP/s", build)
 
 
 # --- running ------------------------------------------------------------------------
+
+# what _measure needs to know of a "backend" for the plain NumPy @ row
+_HOST_BLAS = types.SimpleNamespace(name=BLAS, on_device=False)
+
 
 def _measure(case, bk, reference, repeats, budget):
     """(row, host outputs of the first call): first call, check against ``reference``
@@ -472,23 +487,11 @@ def run_cases(cases, backends, repeats=5, python_budget=2.0, budget=10.0, dtype=
                     raise RuntimeError(f"the numpy reference failed on {case.name} {case.size}: {row.note}")
                 reference = got
             rows.append(row)
+            if name == "numpy" and case.blas is not None:   # measured right beside numpy
+                blas = Case(case.kind, case.name, case.size, case.work, case.unit, case.blas)
+                blas.dtype = case.dtype
+                rows.append(_measure(blas, _HOST_BLAS, reference, repeats, budget)[0])
     bar.close()
-    return rows
-
-
-def blas_rows(sizes, dtype, repeats, budget):
-    """NumPy's ``@`` straight into an output (no fastnn wrapper): the machine's BLAS."""
-    rows = []
-    for size in sizes:
-        m, k, n = _parse_size(size, "gemm")
-        a, b, out = _data("a", (m, k), dtype), _data("b", (k, n), dtype), np.empty((m, n), dtype)
-        start = time.perf_counter()
-        np.matmul(a, b, out=out)
-        first = time.perf_counter() - start
-        median, low, high, samples = time_call(lambda: np.matmul(a, b, out=out), repeats=repeats, budget=budget)
-        label = gemm_cases(size, dtype)[0].size
-        rows.append(Row("gemm", "gemm", label, BLAS, first_s=first, median_s=median, min_s=low, max_s=high,
-                        samples=samples, work=2.0 * m * k * n, max_error=0.0))
     return rows
 
 
@@ -544,8 +547,6 @@ def run(kind, sizes=None, backends=None, threads=1, repeats=5, python_budget=2.0
             raise ValueError(f"bench train: unknown models {unknown}; expected some of {tuple(MODELS)}")
         cases = train_cases(dtype, models)
     rows = run_cases(cases, names, repeats, python_budget, dtype=dtype, progress=progress)
-    if kind == "gemm":
-        rows += blas_rows(sizes, dtype, repeats, 10.0)
     info.update(kind=kind, dtype=dtype.name, repeats=repeats, python_budget_s=python_budget,
                 sample_s=SAMPLE_SECONDS)
     return add_ratios(rows), info
@@ -574,8 +575,9 @@ def _backends(requested, info):
         names = list(dict.fromkeys(["numpy", *requested]))
     else:
         names = [n for n in K.names() if status[n][0]]
+    names = sorted(names, key=list(K.names()).index)
     info["backends"] = {n: status[n][1] for n in names}
-    return sorted(names, key=list(K.names()).index)
+    return names
 
 
 # --- reporting ----------------------------------------------------------------------
@@ -602,7 +604,7 @@ def format_table(rows):
         if r.status == "ok":
             cells = (r.case, r.size, r.backend, r.variant, _fmt_time(r.first_s), _fmt_time(r.median_s),
                      f"{_fmt_time(r.min_s)} - {_fmt_time(r.max_s)}", _fmt(r.rate, ".3g", " " + r.unit),
-                     _fmt(r.vs_python, ".3g", "x"), _fmt(r.vs_numpy, ".3g"), _fmt(None if r.of_blas is None else 100 * r.of_blas, ".2g", "%"), "")
+                     _fmt(r.vs_python, ".3g", "x"), _fmt(r.vs_numpy, ".3g"), _fmt(None if r.of_blas is None else 100 * r.of_blas, ".3g", "%"), "")
         else:
             first = _fmt_time(r.first_s) if r.first_s else "-"
             cells = (r.case, r.size, r.backend, r.variant, first, r.status, "", "", "", "", "", r.note)
