@@ -193,7 +193,10 @@ def _labels(tag, n, classes):
 
 
 def _parse_size(text, kind):
-    parts = [int(p) for p in str(text).lower().split("x")]
+    try:
+        parts = [int(p) for p in str(text).lower().split("x")]
+    except ValueError:
+        parts = [0]
     if any(p < 1 for p in parts) or len(parts) not in ((1, 3) if kind == "gemm" else (1,)):
         shapes = "n or MxKxN" if kind == "gemm" else "n"
         raise ValueError(f"bench {kind}: a size is {shapes} with positive integers, got {text!r}")
@@ -740,6 +743,9 @@ def add_commands(subparsers):
 
 def cmd_bench(args):
     kinds = KINDS if args.kind == "all" else (args.kind,)
+    for kind in kinds:   # refuse bad sizes before any kind has run
+        if kind != "train":
+            [_parse_size(size, kind) for size in args.sizes or ()]
     failed = False
     for kind in kinds:
         rows, info = run(kind, None if kind == "train" else args.sizes, args.backends, args.threads,

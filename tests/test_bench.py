@@ -137,6 +137,7 @@ def test_device_backend_goes_through_asarray_to_host_and_synchronize(monkeypatch
 @pytest.mark.parametrize("args, message", [
     (["gemm", "--sizes", "0"], "positive integers"),
     (["layers", "--sizes", "4x4x4"], "a size is n"),
+    (["--sizes", "big"], "positive integers"),
     (["gemm", "--backends", "fortran"], "unknown backend"),
 ])
 def test_bad_arguments_are_clear_errors(tmp_path, capsys, args, message):
