@@ -21,8 +21,8 @@ from fastnn.kernels import numba_gemm, numba_util  # noqa: E402
 
 TOL = {np.float32: 2e-5, np.float64: 1e-10}
 # (m, n, k): ones, primes, and sizes crossing every block edge: MR/NR, MC=64 rows,
-# NC=512 columns, a 16-row packing group, KC=512 (float32) / 256 (float64) reductions
-SHAPES = [(1, 1, 1), (1, 7, 1), (13, 1, 17), (31, 37, 41), (67, 5, 3), (3, 530, 5), (5, 6, 600)]
+# NC=512 columns, a 16-row packing group, KC=1024 (float32) / 512 (float64) reductions
+SHAPES = [(1, 1, 1), (1, 7, 1), (13, 1, 17), (31, 37, 41), (67, 5, 3), (3, 530, 5), (5, 6, 600), (4, 3, 1100)]
 
 
 @pytest.fixture
