@@ -459,17 +459,25 @@ def penalty_grad(const real[::1] w, real[::1] g, double l1, double l2):
 
 # --- the fused training step ------------------------------------------------------------------------
 
-cdef void *_param(object arr, tuple shape, object dtype, str what) except NULL:
-    """Data pointer of a parameter-like array after checking what C will assume."""
-    if not isinstance(arr, np.ndarray):
-        raise TypeError(f"fused step: {what} must be a numpy array, got {type(arr).__name__}")
-    cdef cnp.ndarray a = <cnp.ndarray>arr
-    if arr.dtype != dtype or arr.shape != shape:
-        raise ValueError(f"fused step: {what} must be {dtype} of shape {shape}, "
-                         f"got {arr.dtype} {arr.shape}")
-    if not (cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISWRITEABLE(a)):
-        raise ValueError(f"fused step: {what} must be a writeable C-contiguous array")
-    return cnp.PyArray_DATA(a)
+cdef void *_param(object arr, int type_num, Py_ssize_t rows, Py_ssize_t cols, str what) except NULL:
+    """Data pointer of a parameter-like array of shape (rows, cols), or (cols,) when rows
+    is -1, after checking (with C-level reads of the array header) what C will assume."""
+    cdef cnp.ndarray a
+    cdef int ndim = 1 if rows < 0 else 2
+    if cnp.PyArray_Check(arr):
+        a = <cnp.ndarray>arr
+        if (cnp.PyArray_TYPE(a) == type_num and cnp.PyArray_NDIM(a) == ndim
+                and cnp.PyArray_DIMS(a)[ndim - 1] == cols and (ndim == 1 or cnp.PyArray_DIMS(a)[0] == rows)
+                and cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISWRITEABLE(a)):
+            return cnp.PyArray_DATA(a)
+    if rows < 0:
+        shape = (cols,)
+    else:
+        shape = (rows, cols)
+    raise ValueError(f"fused step: {what} must be a writeable C-contiguous "
+                     f"{np.dtype(np.float64 if type_num == cnp.NPY_FLOAT64 else np.float32)} array "
+                     f"of shape {shape}, got {type(arr).__name__} {getattr(arr, 'dtype', '')} "
+                     f"{getattr(arr, 'shape', '')}")
 
 
 cdef class MLPTrainStep:
@@ -480,18 +488,17 @@ cdef class MLPTrainStep:
     Dense layers in order, the activation code applied to each one's output, its
     leaky-ReLU slope, and the optimizer (read afresh at every call, so learning-rate
     schedules work). ``step(x, labels) -> (mean_loss, correct)`` with x (N, in) and
-    int64 labels (N,). Parameters, gradients and optimizer state are looked up at every
-    call and checked before C touches them.
+    int64 labels (N,). Parameter values, gradients and optimizer state are looked up at
+    every call and checked before C touches them.
     """
 
-    cdef list dense
-    cdef list acts
-    cdef list alphas
+    cdef list params      # per layer: (weight Parameter, bias Parameter)
     cdef object optimizer
     cdef object dtype
-    cdef int dt
+    cdef int dt, type_num
     cdef bint adam
     cdef int nlayers
+    cdef Py_ssize_t features, classes
     cdef fnn_layer *layers
     cdef dict scratch
 
@@ -499,34 +506,48 @@ cdef class MLPTrainStep:
         self.layers = NULL
 
     def __init__(self, dense_layers, activations, alphas, optimizer, bint adam):
-        self.dense = list(dense_layers)
-        self.acts = [_act_code(a) for a in activations]
-        self.alphas = [float(a) for a in alphas]
-        self.nlayers = len(self.dense)
-        if self.nlayers < 1 or len(self.acts) != self.nlayers or len(self.alphas) != self.nlayers:
+        dense_layers = list(dense_layers)
+        self.nlayers = len(dense_layers)
+        if self.nlayers < 1 or len(activations) != self.nlayers or len(alphas) != self.nlayers:
             raise ValueError("MLPTrainStep: need one activation and alpha per Dense layer")
         self.optimizer = optimizer
         self.adam = adam
-        self.dtype = np.dtype(self.dense[0].weight.value.dtype)
+        self.dtype = np.dtype(dense_layers[0].weight.value.dtype)
         self.dt = FNN_F64 if self.dtype == np.float64 else FNN_F32
+        self.type_num = cnp.NPY_FLOAT64 if self.dt == FNN_F64 else cnp.NPY_FLOAT32
+        self.features = dense_layers[0].in_features
+        self.classes = dense_layers[self.nlayers - 1].out_features
         self.scratch = {}
         self.layers = <fnn_layer *>PyMem_Calloc(self.nlayers, sizeof(fnn_layer))
         if self.layers == NULL:
             raise MemoryError()
+        self.params = []
+        cdef int l
+        for l in range(self.nlayers):
+            layer = dense_layers[l]
+            if l and layer.in_features != dense_layers[l - 1].out_features:
+                raise ValueError(f"MLPTrainStep: layer {l} takes {layer.in_features} features but "
+                                 f"layer {l - 1} gives {dense_layers[l - 1].out_features}")
+            self.layers[l].in_ = layer.in_features
+            self.layers[l].out = layer.out_features
+            self.layers[l].act = _act_code(activations[l])
+            self.layers[l].alpha = float(alphas[l])
+            self.params.append((layer.weight, layer.bias))
 
     def __dealloc__(self):
         PyMem_Free(self.layers)
 
     cdef list _buffers(self, Py_ssize_t n):
+        """Per layer (y, dy) scratch arrays of n rows, made once per batch size."""
         bufs = self.scratch.get(n)
         if bufs is None:
-            bufs = [(np.empty((n, layer.out_features), self.dtype),
-                     np.empty((n, layer.out_features), self.dtype)) for layer in self.dense]
+            bufs = [(np.empty((n, self.layers[l].out), self.dtype),
+                     np.empty((n, self.layers[l].out), self.dtype)) for l in range(self.nlayers)]
             self.scratch[n] = bufs
         return bufs
 
     def __call__(self, x, labels):
-        cdef Py_ssize_t n, i, classes
+        cdef Py_ssize_t n, i, rows, cols
         cdef int l, rc
         cdef fnn_layer *L
         cdef fnn_optimizer opt
@@ -534,67 +555,63 @@ cdef class MLPTrainStep:
         cdef fnn_idx correct = 0
         x = np.ascontiguousarray(x, dtype=self.dtype)
         labels = np.ascontiguousarray(labels, dtype=np.int64)
-        first, last = self.dense[0], self.dense[self.nlayers - 1]
-        if x.ndim != 2 or x.shape[1] != first.in_features or x.shape[0] < 1:
-            raise ValueError(f"fused step: x must have shape (N >= 1, {first.in_features}), got {x.shape}")
+        if x.ndim != 2 or x.shape[1] != self.features or x.shape[0] < 1:
+            raise ValueError(f"fused step: x must have shape (N >= 1, {self.features}), got {x.shape}")
         n = x.shape[0]
-        classes = last.out_features
         if labels.shape != (n,):
             raise ValueError(f"fused step: labels must have shape ({n},), got {labels.shape}")
         cdef const int64_t[::1] lab = labels
         for i in range(n):
-            if lab[i] < 0 or lab[i] >= classes:
-                raise ValueError(f"fused step: labels must lie in [0, {classes}), got {lab[i]}")
+            if lab[i] < 0 or lab[i] >= self.classes:
+                raise ValueError(f"fused step: labels must lie in [0, {self.classes}), got {lab[i]}")
 
-        opt.kind = FNN_OPT_ADAM if self.adam else FNN_OPT_SGD
         o = self.optimizer
+        opt.kind = FNN_OPT_ADAM if self.adam else FNN_OPT_SGD
         opt.lr = o.lr
         opt.weight_decay = o.weight_decay
-        opt.momentum = 0.0 if self.adam else o.momentum
-        opt.nesterov = 0 if self.adam else o.nesterov
-        opt.beta1 = o.beta1 if self.adam else 0.0
-        opt.beta2 = o.beta2 if self.adam else 0.0
-        opt.eps = o.eps if self.adam else 0.0
-        opt.decoupled = o.decoupled if self.adam else 0
+        if self.adam:
+            opt.beta1, opt.beta2, opt.eps, opt.decoupled = o.beta1, o.beta2, o.eps, o.decoupled
+            opt.momentum, opt.nesterov = 0.0, 0
+        else:
+            opt.momentum, opt.nesterov = o.momentum, o.nesterov
+            opt.beta1 = opt.beta2 = opt.eps = 0.0
+            opt.decoupled = 0
 
         keep = [x, labels]   # every array C will touch stays referenced during the call
         bufs = self._buffers(n)
         for l in range(self.nlayers):
-            layer = self.dense[l]
             L = &self.layers[l]
-            L.in_ = layer.in_features
-            L.out = layer.out_features
-            L.act = self.acts[l]
-            L.alpha = self.alphas[l]
-            wshape, bshape = (L.in_, L.out), (L.out,)
-            w, b = layer.weight, layer.bias
-            keep += [w.value, w.gradient, b.value, b.gradient]
-            L.w = _param(w.value, wshape, self.dtype, "weight")
-            L.gw = _param(w.gradient, wshape, self.dtype, "weight gradient")
-            L.b = _param(b.value, bshape, self.dtype, "bias")
-            L.gb = _param(b.gradient, bshape, self.dtype, "bias gradient")
+            rows, cols = L.in_, L.out
+            w, b = self.params[l]
+            wv, wg, bv, bg = w.value, w.gradient, b.value, b.gradient
+            keep += (wv, wg, bv, bg)
+            L.w = _param(wv, self.type_num, rows, cols, "weight")
+            L.gw = _param(wg, self.type_num, rows, cols, "weight gradient")
+            L.b = _param(bv, self.type_num, -1, cols, "bias")
+            L.gb = _param(bg, self.type_num, -1, cols, "bias gradient")
             L.w_s1 = L.b_s1 = L.w_s2 = L.b_s2 = NULL
             if self.adam:
-                (wm, wv), (bm, bv) = o.moments(w), o.moments(b)
-                keep += [wm, wv, bm, bv]
-                L.w_s1 = _param(wm, wshape, self.dtype, "Adam m")
-                L.w_s2 = _param(wv, wshape, self.dtype, "Adam v")
-                L.b_s1 = _param(bm, bshape, self.dtype, "Adam m")
-                L.b_s2 = _param(bv, bshape, self.dtype, "Adam v")
+                (wm, wv2), (bm, bv2) = o.moments(w), o.moments(b)
+                keep += (wm, wv2, bm, bv2)
+                L.w_s1 = _param(wm, self.type_num, rows, cols, "Adam m")
+                L.w_s2 = _param(wv2, self.type_num, rows, cols, "Adam v")
+                L.b_s1 = _param(bm, self.type_num, -1, cols, "Adam m")
+                L.b_s2 = _param(bv2, self.type_num, -1, cols, "Adam v")
             elif opt.momentum != 0:
-                wv, bv = o.velocity(w), o.velocity(b)
-                keep += [wv, bv]
-                L.w_s1 = _param(wv, wshape, self.dtype, "velocity")
-                L.b_s1 = _param(bv, bshape, self.dtype, "velocity")
-            L.y = cnp.PyArray_DATA(bufs[l][0])
-            L.dy = cnp.PyArray_DATA(bufs[l][1])
+                ws, bs = o.velocity(w), o.velocity(b)
+                keep += (ws, bs)
+                L.w_s1 = _param(ws, self.type_num, rows, cols, "velocity")
+                L.b_s1 = _param(bs, self.type_num, -1, cols, "velocity")
+            y, dy = bufs[l]
+            L.y = cnp.PyArray_DATA(<cnp.ndarray>y)
+            L.dy = cnp.PyArray_DATA(<cnp.ndarray>dy)
 
         if self.adam:
             o.step_count += 1
             opt.step = o.step_count
         else:
             opt.step = 0
-        cdef const void *xp = cnp.PyArray_DATA(x)
+        cdef const void *xp = cnp.PyArray_DATA(<cnp.ndarray>x)
         with nogil:
             rc = fnn_mlp_train_step(self.dt, self.nlayers, self.layers, n, xp, &lab[0], &opt,
                                     &loss, &correct)

@@ -261,12 +261,92 @@ static void *FN(workspace)(size_t elements)
 /* Rows of a row-major B block per packing task. */
 #define B_ROWS 16
 
-/* Rungs 4 (threads == 1) and 5. Loop nest (BLIS): jc over nc columns of C, pc over kc of
- * k; for each (jc, pc) the team packs the kc x nc block of B and a block of up to
- * FNN_ROWS_PER_ROUND rows of A into micro-panels, waits once, then takes work items
- * -- an mc x (ppi * nr) tile of C: an L2-sized A block times a few B panels -- from a
- * dynamic queue, so a thread that the OS delays on a busy machine leaves its share to
- * the others instead of holding them at a barrier. */
+/* One packed GEMM's operands, blocking and buffers, shared by the threads running it. */
+typedef struct {
+    fnn_idx m, n, k;
+    T alpha, beta;
+    const T *a, *b;
+    fnn_idx rsa, csa, rsb, csb;
+    T *c;
+    fnn_idx ldc;
+    const FN(fnn_epi) *epi;
+    const FN(fnn_gemm_cfg) *cfg;
+    fnn_idx KC, rows_per_round;
+    T *ap, *bp;
+} FN(gemm_job);
+
+/* The loop nest of rungs 4 and 5, run by each of `team` threads (or by the caller alone,
+ * outside any parallel region: the worksharing loops then simply run in full). BLIS
+ * order: jc over nc columns of C, pc over kc of k; for each (jc, pc) the team packs the
+ * kc x nc block of B and a block of up to rows_per_round rows of A into micro-panels,
+ * meets at a barrier, then computes work items -- an mc x (ppi * nr) tile of C: an
+ * L2-sized A block times a few B panels -- and meets again before the buffers are
+ * refilled. Both loops hand out one item at a time (dynamic schedule), so a thread that
+ * the OS delays on a busy machine leaves its share to the others.
+ * Returns the number of work items this thread computed. */
+static int FN(gemm_run)(const FN(gemm_job) *job, int team)
+{
+    const FN(fnn_gemm_cfg) *cfg = job->cfg;
+    const fnn_idx m = job->m, n = job->n, k = job->k, mr = cfg->mr, nr = cfg->nr;
+    const fnn_idx MC = cfg->mc, NC = cfg->nc, KC = job->KC, ROUND = job->rows_per_round;
+    const fnn_idx rsa = job->rsa, csa = job->csa, rsb = job->rsb, csb = job->csb, ldc = job->ldc;
+    const T *a = job->a, *b = job->b;
+    T *ap = job->ap, *bp = job->bp;
+    int tiles = 0;
+    for (fnn_idx jc = 0; jc < n; jc += NC) {
+        const fnn_idx nc = FNN_MIN(NC, n - jc), panels_b = (nc + nr - 1) / nr;
+        for (fnn_idx pc = 0; pc < k; pc += KC) {
+            const fnn_idx kc = FNN_MIN(KC, k - pc);
+            const T beta_now = pc == 0 ? job->beta : (T)1;
+            const FN(fnn_epi) *epi_now = pc + kc == k ? job->epi : NULL;
+            for (fnn_idx i0 = 0; i0 < m; i0 += ROUND) {
+                const fnn_idx rows = FNN_MIN(ROUND, m - i0), panels_a = (rows + mr - 1) / mr;
+                /* B is repacked only when pc or jc moved on, i.e. for the first row round:
+                 * by chunks of B_ROWS rows when B is row-major, else panel by panel */
+                const int b_by_rows = csb == 1;
+                const fnn_idx pack_b = i0 > 0 ? 0 : b_by_rows ? (kc + B_ROWS - 1) / B_ROWS : panels_b;
+                /* work items: blocks of MC rows x groups of ppi column panels; groups
+                 * shrink until every thread has a few items to balance */
+                const fnn_idx blocks = (rows + MC - 1) / MC;
+                fnn_idx ppi = 4;
+                while (ppi > 1 && blocks * ((panels_b + ppi - 1) / ppi) < 4 * team)
+                    ppi /= 2;
+                const fnn_idx groups = (panels_b + ppi - 1) / ppi;
+
+#pragma omp for schedule(dynamic, 1)
+                for (fnn_idx q = 0; q < pack_b + panels_a; ++q) {
+                    if (q < pack_b && b_by_rows)
+                        FN(pack_b_rows)(q * B_ROWS, FNN_MIN(kc, (q + 1) * B_ROWS), nc, kc,
+                                        b + pc * rsb + jc, rsb, (int)nr, bp);
+                    else if (q < pack_b)
+                        FN(pack_b)(FNN_MIN(nr, nc - q * nr), kc, b + pc * rsb + (jc + q * nr) * csb,
+                                   rsb, csb, (int)nr, bp + q * nr * kc);
+                    else {
+                        fnn_idx qa = q - pack_b;
+                        FN(pack_a)(FNN_MIN(mr, rows - qa * mr), kc, a + (i0 + qa * mr) * rsa + pc * csa,
+                                   rsa, csa, (int)mr, ap + qa * mr * kc);
+                    }
+                }
+                /* (implicit barrier: packing done) */
+#pragma omp for schedule(dynamic, 1)
+                for (fnn_idx item = 0; item < blocks * groups; ++item) {
+                    const fnn_idx blk = item / groups, grp = item % groups;
+                    const fnn_idx ib = blk * MC, mc = FNN_MIN(MC, rows - ib);
+                    const fnn_idx q1 = FNN_MIN(panels_b, (grp + 1) * ppi);
+                    for (fnn_idx q = grp * ppi; q < q1; ++q)
+                        FN(macro_column)(cfg, mc, FNN_MIN(nr, nc - q * nr), kc, job->alpha, ap + ib * kc,
+                                         bp + q * nr * kc, beta_now,
+                                         job->c + (i0 + ib) * ldc + jc + q * nr, ldc, epi_now, jc + q * nr);
+                    ++tiles;
+                }
+                /* (implicit barrier: nobody reads the packed blocks any more) */
+            }
+        }
+    }
+    return tiles;
+}
+
+/* Rungs 4 (threads == 1: no parallel region at all) and 5 (an OpenMP team). */
 void FN(fnn_gemm_packed)(fnn_idx m, fnn_idx n, fnn_idx k, T alpha, const T *a, fnn_idx rsa,
                          fnn_idx csa, const T *b, fnn_idx rsb, fnn_idx csb, T beta, T *c,
                          fnn_idx ldc, const FN(fnn_epi) *epi, int threads)
@@ -280,93 +360,45 @@ void FN(fnn_gemm_packed)(fnn_idx m, fnn_idx n, fnn_idx k, T alpha, const T *a, f
         return;
     }
     const FN(fnn_gemm_cfg) *cfg = &FN(fnn_gemm_cfgs)[fnn_simd_current];
-    const fnn_idx mr = cfg->mr, nr = cfg->nr;
-    const fnn_idx MC = cfg->mc, NC = cfg->nc;
+    FN(gemm_job) job = {m, n, k, alpha, beta, a, b, rsa, csa, rsb, csb, c, ldc, epi, cfg, 0, 0, NULL, NULL};
     /* equal k blocks of at most cfg->kc: 784 -> 4 x 196, not 3 x 256 + a thin 16 */
-    const fnn_idx KC = FNN_ROUND_UP((k + (k + cfg->kc - 1) / cfg->kc - 1) / ((k + cfg->kc - 1) / cfg->kc), 4);
-    const fnn_idx MR_ROUND = FNN_ROUND_UP(FNN_ROWS_PER_ROUND, MC);
-    const fnn_idx a_rows = FNN_MIN(MR_ROUND, FNN_ROUND_UP(m, mr));
-    const fnn_idx b_cols = FNN_MIN(NC, FNN_ROUND_UP(n, nr));
-    const fnn_idx kc_max = FNN_MIN(KC, k);
+    const fnn_idx kblocks = (k + cfg->kc - 1) / cfg->kc;
+    job.KC = FNN_ROUND_UP((k + kblocks - 1) / kblocks, 4);
+    job.rows_per_round = FNN_ROUND_UP(FNN_ROWS_PER_ROUND, cfg->mc);
+    const fnn_idx a_rows = FNN_MIN(job.rows_per_round, FNN_ROUND_UP(m, cfg->mr));
+    const fnn_idx b_cols = FNN_MIN(cfg->nc, FNN_ROUND_UP(n, cfg->nr));
+    const fnn_idx kc_max = FNN_MIN(job.KC, k);
     /* two allocations, not one: an overrun of either buffer then reaches memory that
      * AddressSanitizer guards (see sanitize.sh) */
-    T *bp = FN(workspace)((size_t)(b_cols * kc_max)), *ap = FN(workspace)((size_t)(a_rows * kc_max));
-    if (!bp || !ap) {  /* out of memory: the unpacked rung needs no buffers */
-        free(bp);
-        free(ap);
+    job.bp = FN(workspace)((size_t)(b_cols * kc_max));
+    job.ap = FN(workspace)((size_t)(a_rows * kc_max));
+    if (!job.bp || !job.ap) {  /* out of memory: the unpacked rung needs no buffers */
+        free(job.bp);
+        free(job.ap);
         FN(gemm_blocked)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, ldc);
         if (epi)
             FN(fnn_bias_act)(c, ldc, m, n, epi->bias, epi->act, epi->alpha);
         return;
     }
-    if (threads < 1)
-        threads = 1;
     int workers = 0, team_size = 1;
-
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    {
-        const int team = omp_get_num_threads();
-        int tiles = 0;
-        if (omp_get_thread_num() == 0)
-            team_size = team;
-        for (fnn_idx jc = 0; jc < n; jc += NC) {
-            const fnn_idx nc = FNN_MIN(NC, n - jc), panels_b = (nc + nr - 1) / nr;
-            for (fnn_idx pc = 0; pc < k; pc += KC) {
-                const fnn_idx kc = FNN_MIN(KC, k - pc);
-                const T beta_now = pc == 0 ? beta : (T)1;
-                const FN(fnn_epi) *epi_now = pc + kc == k ? epi : NULL;
-                for (fnn_idx i0 = 0; i0 < m; i0 += MR_ROUND) {
-                    const fnn_idx rows = FNN_MIN(MR_ROUND, m - i0), panels_a = (rows + mr - 1) / mr;
-                    /* B is repacked only when pc or jc moved on, i.e. for the first row round:
-                     * by chunks of B_ROWS rows when B is row-major, else panel by panel */
-                    const int b_by_rows = csb == 1;
-                    const fnn_idx pack_b = i0 > 0 ? 0 : b_by_rows ? (kc + B_ROWS - 1) / B_ROWS : panels_b;
-                    /* work items: blocks of MC rows x groups of ppi column panels; groups
-                     * shrink until every thread has a few items to balance */
-                    const fnn_idx blocks = (rows + MC - 1) / MC;
-                    fnn_idx ppi = 4;
-                    while (ppi > 1 && blocks * ((panels_b + ppi - 1) / ppi) < 4 * team)
-                        ppi /= 2;
-                    const fnn_idx groups = (panels_b + ppi - 1) / ppi;
-#pragma omp for schedule(static)
-                    for (fnn_idx q = 0; q < pack_b + panels_a; ++q) {
-                        if (q < pack_b && b_by_rows)
-                            FN(pack_b_rows)(q * B_ROWS, FNN_MIN(kc, (q + 1) * B_ROWS), nc, kc,
-                                            b + pc * rsb + jc, rsb, (int)nr, bp);
-                        else if (q < pack_b)
-                            FN(pack_b)(FNN_MIN(nr, nc - q * nr), kc, b + pc * rsb + (jc + q * nr) * csb,
-                                       rsb, csb, (int)nr, bp + q * nr * kc);
-                        else {
-                            fnn_idx qa = q - pack_b;
-                            FN(pack_a)(FNN_MIN(mr, rows - qa * mr), kc, a + (i0 + qa * mr) * rsa + pc * csa,
-                                       rsa, csa, (int)mr, ap + qa * mr * kc);
-                        }
-                    }
-                    /* (implicit barrier: packing done) */
-#pragma omp for schedule(dynamic, 1)
-                    for (fnn_idx item = 0; item < blocks * groups; ++item) {
-                        const fnn_idx blk = item / groups, grp = item % groups;
-                        const fnn_idx ib = blk * MC, mc = FNN_MIN(MC, rows - ib);
-                        const fnn_idx q1 = FNN_MIN(panels_b, (grp + 1) * ppi);
-                        for (fnn_idx q = grp * ppi; q < q1; ++q)
-                            FN(macro_column)(cfg, mc, FNN_MIN(nr, nc - q * nr), kc, alpha, ap + ib * kc,
-                                             bp + q * nr * kc, beta_now,
-                                             c + (i0 + ib) * ldc + jc + q * nr, ldc, epi_now, jc + q * nr);
-                        ++tiles;
-                    }
-                    /* (implicit barrier: nobody reads the packed blocks any more) */
-                }
-            }
-        }
-        if (tiles) {
+    if (threads <= 1) {
+        workers = FN(gemm_run)(&job, 1) > 0;
+    } else {
+#pragma omp parallel num_threads(threads)
+        {
+            const int team = omp_get_num_threads();
+            if (omp_get_thread_num() == 0)
+                team_size = team;
+            if (FN(gemm_run)(&job, team) > 0) {
 #pragma omp atomic
-            ++workers;
+                ++workers;
+            }
         }
     }
     __atomic_store_n(&fnn_last_workers, workers, __ATOMIC_RELAXED);
     __atomic_store_n(&fnn_last_team, team_size, __ATOMIC_RELAXED);
-    free(bp);
-    free(ap);
+    free(job.bp);
+    free(job.ap);
 }
 
 static void FN(gemm)(int variant, fnn_idx m, fnn_idx n, fnn_idx k, T alpha, const T *a, fnn_idx rsa,

@@ -13,31 +13,49 @@ static inline T FN(sigmoid1)(T x)
 
 /* --- activations ---------------------------------------------------------------------- */
 
-/* out = act(x) on one thread (also the epilogue of the dense layer's GEMM tiles). */
+/* Element-wise activation loops come in two forms, in place (x == out) and out of place
+ * (distinct arrays), each with restrict pointers and the activation chosen outside the
+ * loop: the compiler then vectorises them. (With one loop for both it must guard
+ * against overlap, and x == out fails that guard, leaving scalar code.) */
+#define ACT_LOOP(n, OUT, IN)                                                   \
+    switch (act) {                                                             \
+    case FNN_RELU:                                                             \
+        for (fnn_idx i = 0; i < n; ++i) OUT = IN < 0 ? 0 : IN;                 \
+        break;                                                                 \
+    case FNN_LEAKY_RELU:                                                       \
+        for (fnn_idx i = 0; i < n; ++i) {                                      \
+            T slope = IN > 0 ? (T)1 : alpha;                                   \
+            OUT = IN * slope;                                                  \
+        }                                                                      \
+        break;                                                                 \
+    case FNN_SIGMOID:                                                          \
+        for (fnn_idx i = 0; i < n; ++i) OUT = FN(sigmoid1)(IN);                \
+        break;                                                                 \
+    case FNN_TANH:                                                             \
+        for (fnn_idx i = 0; i < n; ++i) OUT = TANH(IN);                        \
+        break;                                                                 \
+    default:                                                                   \
+        for (fnn_idx i = 0; i < n; ++i) OUT = IN;                              \
+    }
+
+static void FN(act_inplace)(int act, fnn_idx n, T *restrict x, T alpha)
+{
+    if (act != FNN_LINEAR)
+        ACT_LOOP(n, x[i], x[i])
+}
+
+static void FN(act_copy)(int act, fnn_idx n, const T *restrict x, T *restrict out, T alpha)
+{
+    ACT_LOOP(n, out[i], x[i])
+}
+
+/* out = act(x) on one thread. */
 static void FN(act_serial)(int act, fnn_idx n, const T *x, T *out, T alpha)
 {
-    switch (act) {
-    case FNN_RELU:
-        for (fnn_idx i = 0; i < n; ++i)
-            out[i] = x[i] < 0 ? 0 : x[i];
-        break;
-    case FNN_LEAKY_RELU:
-        for (fnn_idx i = 0; i < n; ++i)
-            out[i] = x[i] > 0 ? x[i] : x[i] * alpha;
-        break;
-    case FNN_SIGMOID:
-        for (fnn_idx i = 0; i < n; ++i)
-            out[i] = FN(sigmoid1)(x[i]);
-        break;
-    case FNN_TANH:
-        for (fnn_idx i = 0; i < n; ++i)
-            out[i] = TANH(x[i]);
-        break;
-    default:
-        if (out != x)
-            for (fnn_idx i = 0; i < n; ++i)
-                out[i] = x[i];
-    }
+    if (x == out)
+        FN(act_inplace)(act, n, out, alpha);
+    else
+        FN(act_copy)(act, n, x, out, alpha);
 }
 
 static void FN(act_forward)(int act, fnn_idx n, const T *x, T *out, T alpha)
@@ -52,39 +70,83 @@ static void FN(act_forward)(int act, fnn_idx n, const T *x, T *out, T alpha)
     }
 }
 
-/* The derivative in terms of the forward output y (see the contract). */
-static inline T FN(act_grad1)(int act, T y, T dy, T alpha)
-{
-    switch (act) {
-    case FNN_RELU: return dy * (T)(y > 0);
-    case FNN_LEAKY_RELU: return dy * (y > 0 ? (T)1 : alpha);
-    case FNN_SIGMOID: return dy * (y * (1 - y));
-    case FNN_TANH: return dy * (1 - y * y);
-    default: return dy;
+/* dx = dy act'(y), in terms of the forward output y (see the contract). The slope is
+ * selected into a temporary, then multiplied: written as dy * (y > 0) GCC turns it into
+ * a branch per element and does not vectorise it. */
+#define GRAD_LOOP(n, OUT, DY)                                                   \
+    switch (act) {                                                              \
+    case FNN_RELU:                                                              \
+        for (fnn_idx i = 0; i < n; ++i) {                                       \
+            T slope = y[i] > 0 ? (T)1 : (T)0;                                   \
+            OUT = DY * slope;                                                   \
+        }                                                                       \
+        break;                                                                  \
+    case FNN_LEAKY_RELU:                                                        \
+        for (fnn_idx i = 0; i < n; ++i) {                                       \
+            T slope = y[i] > 0 ? (T)1 : alpha;                                  \
+            OUT = DY * slope;                                                   \
+        }                                                                       \
+        break;                                                                  \
+    case FNN_SIGMOID:                                                           \
+        for (fnn_idx i = 0; i < n; ++i) OUT = DY * (y[i] * (1 - y[i]));         \
+        break;                                                                  \
+    case FNN_TANH:                                                              \
+        for (fnn_idx i = 0; i < n; ++i) OUT = DY * (1 - y[i] * y[i]);           \
+        break;                                                                  \
+    default:                                                                    \
+        for (fnn_idx i = 0; i < n; ++i) OUT = DY;                               \
     }
+
+static void FN(grad_inplace)(int act, fnn_idx n, const T *restrict y, T *restrict dz, T alpha)
+{
+    if (act != FNN_LINEAR)
+        GRAD_LOOP(n, dz[i], dz[i])
+}
+
+static void FN(grad_copy)(int act, fnn_idx n, const T *restrict y, const T *restrict dy,
+                          T *restrict dx, T alpha)
+{
+    GRAD_LOOP(n, dx[i], dy[i])
+}
+
+static void FN(grad_serial)(int act, fnn_idx n, const T *y, const T *dy, T *dx, T alpha)
+{
+    if (dy == dx)
+        FN(grad_inplace)(act, n, y, dx, alpha);
+    else
+        FN(grad_copy)(act, n, y, dy, dx, alpha);
 }
 
 static void FN(act_backward)(int act, fnn_idx n, const T *y, const T *dy, T *dx, T alpha)
 {
     int team = fnn_team((double)n, FNN_GRAIN_LIGHT);
-#pragma omp parallel for schedule(static) num_threads(team) if (team > 1)
-    for (fnn_idx i = 0; i < n; ++i)
-        dx[i] = FN(act_grad1)(act, y[i], dy[i], alpha);
-}
-
-/* c[r, j] = act(c[r, j] + bias[j]) on a rows x cols block (the dense layer's epilogue). */
-void FN(fnn_bias_act)(T *c, fnn_idx ldc, fnn_idx rows, fnn_idx cols, const T *bias, int act, T alpha)
-{
-    for (fnn_idx r = 0; r < rows; ++r) {
-        T *cr = c + r * ldc;
-        for (fnn_idx j = 0; j < cols; ++j)
-            cr[j] += bias[j];
-        FN(act_serial)(act, cols, cr, cr, alpha);
+#pragma omp parallel num_threads(team) if (team > 1)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        fnn_idx i0 = n * t / nt, i1 = n * (t + 1) / nt;
+        FN(grad_serial)(act, i1 - i0, y + i0, dy + i0, dx + i0, alpha);
     }
 }
 
-/* dz = dy act'(y) (dz may alias dy) and db = sum over rows of dz, in one pass. Threads
- * split the columns, so each owns its part of db. */
+/* c[r, j] = act(c[r, j] + bias[j]) on a rows x cols block: the dense layer's GEMM
+ * epilogue, run on each tile while it is in L1. */
+void FN(fnn_bias_act)(T *c, fnn_idx ldc, fnn_idx rows, fnn_idx cols, const T *bias, int act, T alpha)
+{
+    for (fnn_idx r = 0; r < rows; ++r) {
+        T *restrict cr = c + r * ldc;
+        const T *restrict b = bias;
+        ACT_LOOP(cols, cr[i], (cr[i] + b[i]))
+    }
+}
+
+static void FN(add_into)(fnn_idx n, T *restrict acc, const T *restrict x)
+{
+    for (fnn_idx i = 0; i < n; ++i)
+        acc[i] += x[i];
+}
+
+/* dz = dy act'(y) (dz may alias dy) and db = sum over rows of dz, in one pass over the
+ * rows. Threads split the columns, so each owns its part of db. */
 void FN(fnn_act_grad_colsum)(fnn_idx n, fnn_idx o, const T *y, const T *dy, T *dz, T *db,
                              int act, T alpha)
 {
@@ -98,12 +160,8 @@ void FN(fnn_act_grad_colsum)(fnn_idx n, fnn_idx o, const T *y, const T *dy, T *d
         for (fnn_idx j = j0; j < j1; ++j)
             db[j] = 0;
         for (fnn_idx i = 0; i < n; ++i) {
-            const T *yi = y + i * o, *dyi = dy + i * o;
-            T *dzi = dz + i * o;
-            for (fnn_idx j = j0; j < j1; ++j) {
-                dzi[j] = FN(act_grad1)(act, yi[j], dyi[j], alpha);
-                db[j] += dzi[j];
-            }
+            FN(grad_serial)(act, j1 - j0, y + i * o + j0, dy + i * o + j0, dz + i * o + j0, alpha);
+            FN(add_into)(j1 - j0, db + j0, dz + i * o + j0);
         }
     }
 }
