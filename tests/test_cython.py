@@ -97,6 +97,20 @@ def test_every_rung_on_odd_shapes_and_transposes(simd, threads, name, dtype):
                                                err_msg=f"{name} {simd} {(m, n, k)} ta={ta} tb={tb}")
 
 
+def test_odd_strides_of_length_one_axes_are_ignored():
+    """NumPy allows any stride along an axis of length 1; it is never used."""
+    base = np.arange(6, dtype=np.float32)
+    row = np.lib.stride_tricks.as_strided(base, shape=(1, 6), strides=(3, 4))   # 3 bytes: not an element
+    col = np.lib.stride_tricks.as_strided(base, shape=(6, 1), strides=(4, 5))
+    out = np.empty((1, 1), np.float32)
+    for gemm in cb.GEMM_LADDER.values():
+        gemm(row, col, out)
+        assert out[0, 0] == np.dot(base, base)
+    dense = np.empty((1, 1), np.float32)
+    cb.dense_forward(row, col, np.zeros(1, np.float32), dense)
+    assert dense[0, 0] == np.dot(base, base)
+
+
 def test_gemm_with_k_zero_scales_c():
     for gemm in cb.GEMM_LADDER.values():
         out = np.full((3, 4), 2.0)

@@ -124,7 +124,11 @@ def gemm_last_team():
 
 # --- GEMM and the dense layer ----------------------------------------------------------------
 
-cdef inline Py_ssize_t _stride(Py_ssize_t nbytes, Py_ssize_t itemsize) except? -1:
+cdef inline Py_ssize_t _stride(Py_ssize_t nbytes, Py_ssize_t itemsize, Py_ssize_t extent) except? -1:
+    """A byte stride in elements. Along an axis of length 0 or 1 it is never used (and
+    NumPy allows any value there), so it is 0."""
+    if extent <= 1:
+        return 0
     if nbytes % itemsize:
         raise ValueError(f"stride of {nbytes} bytes is not a multiple of the item size {itemsize}")
     return nbytes // itemsize
@@ -138,8 +142,8 @@ def gemm(int variant, const real[:, :] a, const real[:, :] b, real[:, ::1] out,
     C-contiguous. ValueError if the shapes do not chain.
     """
     cdef Py_ssize_t size = sizeof(real)
-    cdef Py_ssize_t rsa = _stride(a.strides[0], size), csa = _stride(a.strides[1], size)
-    cdef Py_ssize_t rsb = _stride(b.strides[0], size), csb = _stride(b.strides[1], size)
+    cdef Py_ssize_t rsa = _stride(a.strides[0], size, a.shape[0]), csa = _stride(a.strides[1], size, a.shape[1])
+    cdef Py_ssize_t rsb = _stride(b.strides[0], size, b.shape[0]), csb = _stride(b.strides[1], size, b.shape[1])
     cdef Py_ssize_t m = a.shape[0], k = a.shape[1], kb = b.shape[0], n = b.shape[1]
     if trans_a:
         m, k, rsa, csa = k, m, csa, rsa
@@ -165,8 +169,8 @@ def dense_forward(const real[:, :] x, const real[:, :] w, const real[::1] b, rea
     _same(b.shape[0], o, "dense_forward: bias length vs columns of w")
     _same2(out.shape[0], out.shape[1], n, o, "dense_forward: out")
     _act_code(act)
-    cdef Py_ssize_t rsx = _stride(x.strides[0], size), csx = _stride(x.strides[1], size)
-    cdef Py_ssize_t rsw = _stride(w.strides[0], size), csw = _stride(w.strides[1], size)
+    cdef Py_ssize_t rsx = _stride(x.strides[0], size, n), csx = _stride(x.strides[1], size, i)
+    cdef Py_ssize_t rsw = _stride(w.strides[0], size, i), csw = _stride(w.strides[1], size, o)
     cdef int dt = FNN_F32 if real is float else FNN_F64
     with nogil:
         fnn_dense_forward(dt, n, i, o, &x[0, 0], rsx, csx, &w[0, 0], rsw, csw, &b[0], &out[0, 0],
@@ -192,8 +196,8 @@ def dense_backward(const real[:, :] x, const real[:, :] w, const real[:, ::1] y,
         _same2(dx.shape[0], dx.shape[1], n, i, "dense_backward: dx")
         dx_ptr = &dx[0, 0]
     _act_code(act)
-    cdef Py_ssize_t rsx = _stride(x.strides[0], size), csx = _stride(x.strides[1], size)
-    cdef Py_ssize_t rsw = _stride(w.strides[0], size), csw = _stride(w.strides[1], size)
+    cdef Py_ssize_t rsx = _stride(x.strides[0], size, n), csx = _stride(x.strides[1], size, i)
+    cdef Py_ssize_t rsw = _stride(w.strides[0], size, i), csw = _stride(w.strides[1], size, o)
     cdef int dt = FNN_F32 if real is float else FNN_F64
     with nogil:
         fnn_dense_backward(dt, n, i, o, &x[0, 0], rsx, csx, &w[0, 0], rsw, csw, &y[0, 0],
