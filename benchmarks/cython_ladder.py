@@ -2,13 +2,14 @@
 
     python benchmarks/cython_ladder.py [--sizes 256 512 1024 2048] [--threads 1 2]
                                        [--dtype float32] [--repeats 7] [--simd all|best]
-                                       [--json rows.json]
+                                       [--variants packed_simd_omp ...] [--json rows.json]
 
 Each thread count runs in a fresh subprocess whose OpenBLAS is pinned to that many
 threads through ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` (read only when the
 library loads) and whose Cython kernels are set to the same count. Within one
 (variant, size) cell the variant and ``@`` are timed alternately ``repeats`` times
-(fewer when a call is slow); the table shows the median GFLOP/s of both and the
+(fewer when a call is slow), each timed call right after an untimed one of the same
+function (see ``measure_cell``); the table shows the median GFLOP/s of both and the
 median of the per-pair ratios, which stays steady on a shared, noisy machine where
 single times do not. With ``--simd all`` the two packed rungs are measured on every
 SIMD path this CPU supports (``generic`` shows what the intrinsics buy).
@@ -50,23 +51,32 @@ def _time(fn):
 
 
 def measure_cell(fn, a, b, out, repeats, budget=2.0):
-    """(median s of fn, median s of a @ b, median ratio blas_time / fn_time), in pairs."""
+    """(median s of fn, median s of a @ b, median ratio blas_time / fn_time), in pairs.
+
+    Each timed call directly follows an untimed call of the same function: two thread
+    pools share this process (OpenBLAS's and OpenMP's), and a pool that has just worked
+    keeps its threads spinning for a while, which would otherwise bill the first call
+    of the other library a scheduler tick (4 ms) for a free core.
+    """
     ref = np.empty_like(out)
     fn(a, b, out)                 # warm caches, fault in the buffers
     np.matmul(a, b, out=ref)
     np.testing.assert_allclose(out, ref, rtol=1e-3, atol=1e-3 * a.shape[1])
     first = _time(lambda: fn(a, b, out))
-    repeats = max(3, min(repeats, int(budget / max(first, 1e-9))))
+    repeats = max(3, min(repeats, int(budget / max(2 * first, 1e-9))))
     mine, blas = [], []
     for _ in range(repeats):
+        np.matmul(a, b, out=ref)
         blas.append(_time(lambda: np.matmul(a, b, out=ref)))
+        fn(a, b, out)
         mine.append(_time(lambda: fn(a, b, out)))
     return statistics.median(mine), statistics.median(blas), statistics.median(
         b / m for m, b in zip(mine, blas))
 
 
-def run_threads(threads, sizes, dtype, repeats, simd):
-    """Every rung at every size with ``threads`` threads, in this process."""
+def run_threads(threads, sizes, dtype, repeats, simd, variants=None):
+    """Every rung (or those in ``variants``) at every size with ``threads`` threads, in
+    this process."""
     cb = _backend()
     cb.set_num_threads(threads)
     paths = [p for p in ("generic", "avx2", "avx512") if cb._k.cpu_supports(p)]
@@ -79,7 +89,7 @@ def run_threads(threads, sizes, dtype, repeats, simd):
         out = np.empty((n, n), dtype)
         flop = 2.0 * n ** 3
         for name, fn in cb.GEMM_LADDER.items():
-            if n > SKIP_ABOVE.get(name, n):
+            if n > SKIP_ABOVE.get(name, n) or (variants and name not in variants):
                 continue
             for path in (paths if name in PACKED else ["-"]):   # unpacked rungs: plain C
                 cb.set_simd(path if path != "-" else cb._k.simd_best())
@@ -101,12 +111,14 @@ def main(argv=None):
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--simd", default="all", choices=["all", "best"])
+    p.add_argument("--variants", nargs="+", help="only these rungs (default: all)")
     p.add_argument("--json", help="also write the rows to this file")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # internal: one thread count
     args = p.parse_args(argv)
 
     if args.worker:
-        rows = run_threads(args.worker, args.sizes, np.dtype(args.dtype), args.repeats, args.simd)
+        rows = run_threads(args.worker, args.sizes, np.dtype(args.dtype), args.repeats, args.simd,
+                           args.variants)
         print(json.dumps(rows))
         return rows
 
@@ -117,6 +129,8 @@ def main(argv=None):
         env = dict(os.environ, **{k: str(t) for k in BLAS_ENV})
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(t), "--dtype", args.dtype,
                "--repeats", str(args.repeats), "--simd", args.simd, "--sizes", *map(str, args.sizes)]
+        if args.variants:
+            cmd += ["--variants", *args.variants]
         done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=True)
         rows += json.loads(done.stdout.strip().splitlines()[-1])
     print(f"\n{args.dtype} GEMM, n x n x n; GFLOP/s medians of interleaved runs; "
