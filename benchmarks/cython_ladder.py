@@ -8,8 +8,8 @@ Each thread count runs in a fresh subprocess whose OpenBLAS is pinned to that ma
 threads through ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` (read only when the
 library loads) and whose Cython kernels are set to the same count. Within one
 (variant, size) cell the variant and ``@`` are timed alternately ``repeats`` times
-(fewer when a call is slow), each timed call right after an untimed one of the same
-function (see ``measure_cell``); the table shows the median GFLOP/s of both and the
+(fewer when a call is slow), each turn after a pause that lets the other library's
+idle threads stop spinning (see ``measure_cell``); the table shows the median GFLOP/s of both and the
 median of the per-pair ratios, which stays steady on a shared, noisy machine where
 single times do not. With ``--simd all`` the two packed rungs are measured on every
 SIMD path this CPU supports (``generic`` shows what the intrinsics buy).
@@ -33,6 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SKIP_ABOVE = {"naive": 512, "loop_reorder": 1024, "cache_blocked": 1024}
 PACKED = ("packed_simd", "packed_simd_omp")
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+SETTLE = 0.12  # seconds for the other library's idle threads to stop spinning
+WARM = 0.02    # seconds of untimed calls before each timed one
 
 
 def _backend():
@@ -53,23 +55,30 @@ def _time(fn):
 def measure_cell(fn, a, b, out, repeats, budget=2.0):
     """(median s of fn, median s of a @ b, median ratio blas_time / fn_time), in pairs.
 
-    Each timed call directly follows an untimed call of the same function: two thread
-    pools share this process (OpenBLAS's and OpenMP's), and a pool that has just worked
-    keeps its threads spinning for a while, which would otherwise bill the first call
-    of the other library a scheduler tick (4 ms) for a free core.
+    Two thread pools share this process (OpenBLAS's and OpenMP's), and a pool that has
+    just worked keeps its threads spinning for a while (OpenBLAS: up to about 2^28
+    cycles, ~0.1 s), taking cores from the other library. So each library's turn starts
+    after a pause of SETTLE seconds, then runs untimed for WARM seconds (at least one
+    call: its threads wake, the core speeds up) before the timed call.
     """
     ref = np.empty_like(out)
     fn(a, b, out)                 # warm caches, fault in the buffers
     np.matmul(a, b, out=ref)
     np.testing.assert_allclose(out, ref, rtol=1e-3, atol=1e-3 * a.shape[1])
     first = _time(lambda: fn(a, b, out))
-    repeats = max(3, min(repeats, int(budget / max(2 * first, 1e-9))))
+    repeats = max(3, min(repeats, int(budget / max(2 * first + SETTLE + WARM, 1e-9))))
     mine, blas = [], []
+    def turn(call):
+        time.sleep(SETTLE)
+        start = time.perf_counter()
+        call()
+        while time.perf_counter() - start < WARM:   # wake this library's threads and the core
+            call()
+        return _time(call)
+
     for _ in range(repeats):
-        np.matmul(a, b, out=ref)
-        blas.append(_time(lambda: np.matmul(a, b, out=ref)))
-        fn(a, b, out)
-        mine.append(_time(lambda: fn(a, b, out)))
+        blas.append(turn(lambda: np.matmul(a, b, out=ref)))
+        mine.append(turn(lambda: fn(a, b, out)))
     return statistics.median(mine), statistics.median(blas), statistics.median(
         b / m for m, b in zip(mine, blas))
 
