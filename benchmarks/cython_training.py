@@ -11,7 +11,9 @@ Two workloads, SGD (momentum 0.9), softmax cross-entropy, float32:
   matrix products dominate.
 
 One *epoch* (shuffle, every mini-batch step) is timed per engine in turn, ``repeats``
-times after one untimed warm-up epoch each; the table shows the median epoch time and
+times after one untimed warm-up epoch each (each turn starts after a pause that lets
+the previous engine's idle threads stop spinning; epochs under 0.2 s run once untimed
+first); the table shows the median epoch time and
 the median of the per-round ratios (runs of one round are neighbours in time, which
 keeps ratios steady on a shared machine). fastnn epochs are ``fit(..., epochs=1)``:
 "cython" is the fused one-call-per-step path, "cython (layers)" the same kernels
@@ -35,6 +37,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LR, MOMENTUM = 0.01, 0.9
+SETTLE = 0.12  # seconds for the previous engine's idle threads to stop spinning
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -101,14 +104,24 @@ def measure(name, repeats, with_torch):
             runners["torch eager"] = torch_epoch(widths)
         except ImportError:
             print("(PyTorch not installed: skipped)", file=sys.stderr)
-    for run in runners.values():               # warm-up: allocations, caches, lazy imports
+    last = {}
+    for key, run in runners.items():           # warm-up: allocations, caches, lazy imports
+        start = time.perf_counter()
         run(X, y, batch, 0)
+        last[key] = time.perf_counter() - start
     times = {k: [] for k in runners}
     for r in range(repeats):
         for key, run in runners.items():
+            # Three thread pools share this process (OpenBLAS, OpenMP, PyTorch's OpenMP) and
+            # a pool that has just worked keeps spinning for a while (OpenBLAS ~0.1 s): each
+            # engine starts after a pause, and short epochs after an untimed one.
+            time.sleep(SETTLE)
+            if last[key] < 0.2:
+                run(X, y, batch, r + 1)
             start = time.perf_counter()
             run(X, y, batch, r + 1)
-            times[key].append(time.perf_counter() - start)
+            last[key] = time.perf_counter() - start
+            times[key].append(last[key])
     return widths, batch, len(X), times
 
 
