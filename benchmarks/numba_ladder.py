@@ -6,10 +6,11 @@
 For each thread count the measurement runs in a fresh subprocess whose BLAS is
 pinned to that many threads (``OPENBLAS_NUM_THREADS`` & co. are read only when
 the library loads; ``threadpoolctl`` is used instead when it is installed), and
-Numba is set to the same count. Within one (variant, size) cell the variant and
-``@`` are timed alternately, ``repeats`` times, and the table reports the median
-GFLOP/s and the median of the per-pair ratios: on a shared, noisy machine a ratio
-of neighbouring runs is steadier than either time.
+Numba is set to the same count. Within one (variant, size) cell a block of ``@``
+calls and a block of the variant's calls are timed alternately, ``repeats`` times
+(with a pause after the BLAS block: see ``measure_cell``), and the table reports
+the median GFLOP/s and the median of the per-pair ratios: on a shared, noisy
+machine a ratio of neighbouring runs is steadier than either time.
 
 ``main()`` returns the rows as a list of dicts, so other scripts (asv) can reuse it.
 """
@@ -30,6 +31,7 @@ ROOT = os.path.dirname(HERE)
 
 # rungs too slow to time at large sizes: name -> largest n measured
 SKIP_ABOVE = {"naive": 512, "reordered": 1024, "blocked": 1024}
+SETTLE = 0.3            # seconds between timing NumPy and timing Numba, 2+ threads (see measure_cell)
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
 
@@ -45,17 +47,31 @@ def _time(fn):
     return time.perf_counter() - start
 
 
-def measure_cell(fn, a, b, out, repeats, budget=1.5):
-    """(median seconds of fn, median seconds of a @ b, median ratio fn/@), timed in pairs."""
+def _block(fn, calls):
+    """Median seconds of ``calls`` back-to-back calls of fn."""
+    return statistics.median(_time(fn) for _ in range(calls))
+
+
+def measure_cell(fn, a, b, out, repeats, budget=1.5, settle=0.0):
+    """(median seconds of fn, median seconds of a @ b, median ratio fn/@).
+
+    Each repeat times a block of ``@`` calls, then a block of ``fn`` calls, each
+    after a pause of ``settle`` s. It matters with several threads: OpenBLAS worker threads
+    keep spinning on the cores for ~0.1 s after a call, and a threaded Numba kernel
+    started meanwhile loses its second core to them (measured at n=256: 4-21 ms per
+    product right after ``@``, 0.35 ms otherwise); Numba's OpenMP workers spin too."""
     ref = np.empty_like(out)
     fn(a, b, out)                                  # compile / warm caches
     np.matmul(a, b, out=ref)
     first = _time(lambda: fn(a, b, out))
-    repeats = max(1, min(repeats, int(budget / max(first, 1e-9))))
+    calls = max(1, min(5, int(0.02 / max(first, 1e-9))))
+    repeats = max(1, min(repeats, int(budget / max(first * calls, 1e-9))))
     mine, blas = [], []
     for _ in range(repeats):
-        blas.append(_time(lambda: np.matmul(a, b, out=ref)))
-        mine.append(_time(lambda: fn(a, b, out)))
+        time.sleep(settle)
+        blas.append(_block(lambda: np.matmul(a, b, out=ref), calls))
+        time.sleep(settle)
+        mine.append(_block(lambda: fn(a, b, out), calls))
     ratios = [m / r for m, r in zip(mine, blas)]
     return statistics.median(mine), statistics.median(blas), statistics.median(ratios)
 
@@ -108,7 +124,8 @@ def run_threads(threads, sizes, dtype, repeats):
             if n > SKIP_ABOVE.get(name, n):
                 rows.append({"variant": name, "n": n, "threads": threads, "skipped": True})
                 continue
-            t, t_np, ratio = measure_cell(fn.unchecked, a, b, out, repeats)
+            t, t_np, ratio = measure_cell(fn.unchecked, a, b, out, repeats,
+                                          settle=SETTLE if threads > 1 else 0.0)
             rows.append({"variant": name, "n": n, "threads": threads, "gflops": flops / t / 1e9,
                          "numpy_gflops": flops / t_np / 1e9, "fraction": 1.0 / ratio})
     if limiter is not None:

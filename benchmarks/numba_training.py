@@ -10,7 +10,9 @@ Two workloads, SGD (momentum 0.9), softmax cross-entropy, float32:
   matrix products dominate.
 
 One *epoch* (shuffle, every mini-batch step) is timed per engine in turn, ``repeats``
-times after one untimed warm-up epoch each; the table shows the median epoch time
+times after one untimed warm-up epoch each, with a 0.3 s pause before each (idle
+BLAS/OpenMP threads of the previous engine keep spinning for a while and would
+slow the next one down); the table shows the median epoch time
 and the median of the per-round ratios (runs of one round are neighbours in time,
 which keeps the ratios steady on a shared machine). fastnn epochs are ``fit(...,
 epochs=1)`` calls; "numba" is the fused one-call-per-step path, "numba (layers)" the
@@ -38,6 +40,7 @@ from fastnn.optim import SGD  # noqa: E402
 from fastnn.training import fit  # noqa: E402
 
 LR, MOMENTUM = 0.01, 0.9
+SETTLE = 0.3   # s: OpenBLAS / OpenMP workers spin ~0.1 s after their last task, stealing cores
 
 
 def workload(name):
@@ -107,6 +110,7 @@ def measure(name, repeats, with_torch=True):
     times = {k: [] for k in runners}
     for r in range(repeats):
         for key, run in runners.items():
+            time.sleep(SETTLE)                 # let the previous engine's spinning threads sleep
             start = time.perf_counter()
             run(X, y, batch, r + 1)
             times[key].append(time.perf_counter() - start)
