@@ -19,6 +19,7 @@ $(STAMP): $(BUILD_INPUTS)
 test: install
 	$(PY) -m pytest
 	$(MAKE) test-cuda-sim
+	PYTHON=$(PY) bash benchmarks/ci_check.sh
 
 
 # The CUDA kernels under numba's simulator: a separate interpreter, because the
