@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.fastnn-installed
 # Reinstall when the packaging or the compiled sources change.
 BUILD_INPUTS := pyproject.toml setup.py $(wildcard kernels/_cython/*.pyx kernels/_cython/*.pxd kernels/_cython/*.c kernels/_cython/*.h)
 
-.PHONY: install test test-cuda-sim demo clean
+.PHONY: install test test-cuda-sim sanitize demo clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ test: install
 # variable must be set before numba is first imported. Tiny shapes only.
 test-cuda-sim: install
 	NUMBA_ENABLE_CUDASIM=1 FASTNN_TEST_BACKENDS=cuda $(PY) -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_layers.py tests/test_cuda.py
+
+# The Cython backend's C code under AddressSanitizer + UBSan, with its kernel tests.
+sanitize: install
+	PYTHON=$(PY) bash kernels/_cython/sanitize.sh
 
 demo: install
 	$(VENV)/bin/fastnn demo
