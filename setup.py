@@ -107,9 +107,9 @@ class OptionalBuildExt(build_ext):
 
 
 setup(
-    packages=["fastnn", "fastnn.data", "fastnn.kernels", "fastnn.kernels._cython"],
+    packages=["fastnn", "fastnn.data", "fastnn.teach", "fastnn.kernels", "fastnn.kernels._cython"],
     package_dir={"fastnn": "fastnn", "fastnn.kernels": "kernels"},
-    package_data={"fastnn.data": ["*.npz", "*.md"]},
+    package_data={"fastnn.data": ["*.npz", "*.md"], "fastnn.teach": ["*.html"]},
     ext_modules=_extensions(),
     cmdclass={"build_ext": OptionalBuildExt},
 )

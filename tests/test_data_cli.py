@@ -142,3 +142,46 @@ def test_cli_demo_small(tmp_path, capsys):
     accuracy = float(out.split("test accuracy")[1].split()[0])
     assert 0.5 < accuracy <= 1.0
     assert code == (0 if accuracy >= 0.95 else 1)   # the exit code says whether the bar was met
+
+
+def _setup_keywords():
+    """The literal ``packages``/``package_dir``/``package_data`` given to setup() in setup.py."""
+    import ast
+    import pathlib
+    tree = ast.parse((pathlib.Path(__file__).parents[1] / "setup.py").read_text())
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call)
+                and getattr(n.func, "id", None) == "setup")
+    return {k.arg: ast.literal_eval(k.value) for k in call.keywords
+            if k.arg in ("packages", "package_dir", "package_data")}
+
+
+def test_setup_installs_every_package_and_its_data():
+    # A package missing here is absent from the wheel: `import fastnn` then fails in a
+    # non-editable install (asv's environments, pip install .), while editable ones work.
+    import fnmatch
+    import pathlib
+    root = pathlib.Path(__file__).parents[1]
+    kw = _setup_keywords()
+    sources = {name: root / path for name, path in kw["package_dir"].items()}
+
+    def source_dir(pkg):
+        for name in sorted(sources, key=len, reverse=True):
+            if pkg == name or pkg.startswith(name + "."):
+                tail = pkg[len(name):].lstrip(".")
+                return sources[name].joinpath(*tail.split(".")) if tail else sources[name]
+        return root.joinpath(*pkg.split("."))
+
+    on_disk = set()
+    for name, base in sources.items():
+        for init in base.rglob("__init__.py"):
+            rel = init.parent.relative_to(base).parts
+            on_disk.add(".".join((name,) + rel))
+    assert on_disk <= set(kw["packages"]), f"not in setup.py packages: {sorted(on_disk - set(kw['packages']))}"
+    for pkg in kw["packages"]:
+        folder = source_dir(pkg)
+        # sources are compiled or imported; shell scripts are run from the source tree
+        data = [p.name for p in folder.iterdir() if p.is_file() and p.suffix not in
+                (".py", ".pyc", ".so", ".pyx", ".pxd", ".pxi", ".c", ".h", ".sh")]
+        patterns = kw["package_data"].get(pkg, [])
+        missing = [f for f in data if not any(fnmatch.fnmatch(f, pat) for pat in patterns)]
+        assert not missing, f"{pkg}: files not in package_data: {missing}"
