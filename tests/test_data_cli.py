@@ -162,23 +162,13 @@ def test_setup_installs_every_package_and_its_data():
     import pathlib
     root = pathlib.Path(__file__).parents[1]
     kw = _setup_keywords()
-    sources = {name: root / path for name, path in kw["package_dir"].items()}
-
-    def source_dir(pkg):
-        for name in sorted(sources, key=len, reverse=True):
-            if pkg == name or pkg.startswith(name + "."):
-                tail = pkg[len(name):].lstrip(".")
-                return sources[name].joinpath(*tail.split(".")) if tail else sources[name]
-        return root.joinpath(*pkg.split("."))
-
-    on_disk = set()
-    for name, base in sources.items():
-        for init in base.rglob("__init__.py"):
-            rel = init.parent.relative_to(base).parts
-            on_disk.add(".".join((name,) + rel))
-    assert on_disk <= set(kw["packages"]), f"not in setup.py packages: {sorted(on_disk - set(kw['packages']))}"
-    for pkg in kw["packages"]:
-        folder = source_dir(pkg)
+    folders = {}                       # package name -> its source folder, from __init__.py files
+    for name, path in kw["package_dir"].items():
+        for init in (root / path).rglob("__init__.py"):
+            folders[".".join((name,) + init.parent.relative_to(root / path).parts)] = init.parent
+    assert set(folders) == set(kw["packages"]), (
+        f"setup.py packages {sorted(kw['packages'])} != packages on disk {sorted(folders)}")
+    for pkg, folder in folders.items():
         # sources are compiled or imported; shell scripts are run from the source tree
         data = [p.name for p in folder.iterdir() if p.is_file() and p.suffix not in
                 (".py", ".pyc", ".so", ".pyx", ".pxd", ".pxi", ".c", ".h", ".sh")]
