@@ -16,14 +16,16 @@ measures them against NumPy's BLAS.
    memory once per block instead of once per row of C), and four rows of B are
    consumed per pass over the C segment: one load and one store of C now serve
    four FMAs instead of one.
-4. ``packed``: BLIS-style. Blocks of op(A) (MC x KC) and panels of op(B) (NC x KC,
-   stored transposed) are *packed* into contiguous buffers whose rows run along
-   the reduction axis, whatever the input's transposition or strides. A
-   register-blocked micro-kernel then computes a 2 x 4 tile of C as eight dot
-   products held in eight vector registers: per step 6 vector loads feed 8 FMAs
-   and nothing is stored until the tile is done (C is touched once per KC block).
-   The packed rows are padded so consecutive rows never sit 4 KiB apart (L1 set
-   conflicts); tiles past the edge re-use the last row instead of padding with zeros.
+4. ``packed``: BLIS-style. A block of op(A) (MC x KC) is *packed* into panels of
+   MR = 5 rows stored column by column, a panel of op(B) (KC x NC) into micro-panels
+   of NR = 16 columns stored row by row, whatever the inputs' transposition or
+   strides (zeros pad the last panels). A register-blocked micro-kernel then keeps a
+   5 x 16 tile of C in ten 8-lane registers: per step of the reduction it loads 16
+   values of B (two vectors), broadcasts 5 values of A and does 10 vector FMAs;
+   C is read and written once per KC chunk, and there are no horizontal sums.
+   (The first version of this rung was a 2 x 4 tile of dot products along k:
+   6 loads per 8 FMAs plus 8 horizontal sums per tile, 0.66-0.78x OpenBLAS where
+   this one reaches 0.8-0.9x on the same AVX2 machine.)
 5. ``parallel``: rung 4 with the B panel packed by all threads and the C tiles
    (row blocks, split further by columns when there are few rows) handed out with
    ``prange``. Each thread packs its own A block; no two threads write the same C.
@@ -43,12 +45,10 @@ from . import numba_util
 from .contract import check
 from .numba_util import FASTMATH, LINEAR, RELU, activate
 
-MR, NR = 2, 4            # micro-tile of C: MR rows x NR columns (8 accumulators)
-MC = 64                  # rows of op(A) per packed block (block lives in L2)
-NC = 512                 # columns of op(B) per packed panel
-KC_BYTES = 4096          # reduction chunk: <= 1024 float32 / 512 float64 per packed row
-PAD = 16                 # extra elements per packed row: breaks 4 KiB aliasing
-GROUP = 16               # rows packed together when packing reads a transposed input
+MR, NR = 5, 16           # micro-tile of C: 5 rows x 16 columns (10 ymm accumulators, float32)
+MC = 120                 # rows of op(A) per packed block (MC x KC lives in L2)
+NC = 1024                # columns of op(B) per packed panel (KC x NC lives in L3)
+KC_BYTES = 2048          # reduction chunk: 512 float32 / 256 float64; a KC x NR micro-panel of B (32 KiB) fits L1
 
 
 # --- rung 1: naive i-j-k ------------------------------------------------------------
@@ -127,105 +127,122 @@ def _blocked(A, B, C, alpha, beta):
 # --- rung 4: packing + register-blocked micro-kernel -------------------------------------------
 
 @njit(cache=True)
-def _pack(x, trans, r0, nr, c0, nc, buf, b0):
-    """buf[b0 + r, c] = op(x)[r0 + r, c0 + c] for r < nr, c < nc; op(x) = x.T if trans.
+def _pack_a(a, trans, r0, nr, c0, nc, buf):
+    """Pack rows r0..r0+nr, columns c0..c0+nc of op(a) into MR-row panels.
 
-    x is C-contiguous. Without trans this copies row segments. With trans, GROUP
-    rows of buf are filled together from one contiguous run of each row of x, so
-    every cache line read is used whole; the constant trip count lets LLVM unroll
-    (2.4 elements/ns instead of 1.0 with a variable count).
-    """
-    if not trans:
-        for r in range(nr):
-            src = x[r0 + r, c0:c0 + nc]
-            dst = buf[b0 + r]
-            for c in range(nc):
-                dst[c] = src[c]
-        return
-    full = nr - nr % GROUP
-    for g in range(0, full, GROUP):
-        for c in range(nc):
-            src = x[c0 + c, r0 + g:r0 + g + GROUP]
-            for r in range(GROUP):
-                buf[b0 + g + r, c] = src[r]
-    for r in range(full, nr):
-        dst = buf[b0 + r]
-        for c in range(nc):
-            dst[c] = x[c0 + c, r0 + r]
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _micro_2x4(a0, a1, b0, b1, b2, b3):
-    """Eight dot products a_r . b_c over one packed KC chunk (all 1-D, same length).
-
-    The loop over p vectorises with one vector accumulator per (r, c): the 8
-    partial sums stay in registers and 6 loads feed 8 FMAs per step."""
-    z = a0.dtype.type(0)
-    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = z
-    for p in range(a0.shape[0]):
-        x0 = a0[p]
-        x1 = a1[p]
-        y0 = b0[p]
-        y1 = b1[p]
-        y2 = b2[p]
-        y3 = b3[p]
-        s00 += x0 * y0
-        s01 += x0 * y1
-        s02 += x0 * y2
-        s03 += x0 * y3
-        s10 += x1 * y0
-        s11 += x1 * y1
-        s12 += x1 * y2
-        s13 += x1 * y3
-    return s00, s01, s02, s03, s10, s11, s12, s13
+    Panel q holds rows q*MR.. of the block column by column: buf[(q*nc + p)*MR + r]
+    = op(a)[r0 + q*MR + r, c0 + p], so the micro-kernel reads MR values of one column
+    at consecutive addresses. Rows past nr (the last, partial panel) are zeros."""
+    z = buf.dtype.type(0)
+    for q in range(_cdiv(nr, MR)):
+        base = q * nc * MR
+        rows = min(MR, nr - q * MR)
+        if trans:                               # op(a)[r, p] = a[p, r]: rows of a are contiguous in r
+            for p in range(nc):
+                src = a[c0 + p, r0 + q * MR:r0 + q * MR + rows]
+                o = base + p * MR
+                for r in range(rows):
+                    buf[o + r] = src[r]
+                for r in range(rows, MR):
+                    buf[o + r] = z
+        else:                                   # op(a)[r, p] = a[r, p]: read along p, write stride MR
+            for r in range(rows):
+                src = a[r0 + q * MR + r, c0:c0 + nc]
+                for p in range(nc):
+                    buf[base + p * MR + r] = src[p]
+            for r in range(rows, MR):
+                for p in range(nc):
+                    buf[base + p * MR + r] = z
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _macro(Ap, mc, Bp, jb, nc, kc, out, ic, jc, overwrite, alpha):
+@njit(cache=True)
+def _pack_b(b, trans, r0, nr, c0, nc, buf):
+    """Pack rows r0..r0+nr (the reduction axis), columns c0..c0+nc of op(b) into
+    NR-column panels: buf[(q*nr + p)*NR + c] = op(b)[r0 + p, c0 + q*NR + c], zeros
+    past nc. The micro-kernel reads NR values of one row as two vector loads."""
+    z = buf.dtype.type(0)
+    for q in range(_cdiv(nc, NR)):
+        base = q * nr * NR
+        cols = min(NR, nc - q * NR)
+        if trans:                               # op(b)[p, c] = b[c, p]: read along p, write stride NR
+            for c in range(cols):
+                src = b[c0 + q * NR + c, r0:r0 + nr]
+                for p in range(nr):
+                    buf[base + p * NR + c] = src[p]
+            for c in range(cols, NR):
+                for p in range(nr):
+                    buf[base + p * NR + c] = z
+        else:                                   # rows of b are contiguous in c
+            for p in range(nr):
+                src = b[r0 + p, c0 + q * NR:c0 + q * NR + cols]
+                o = base + p * NR
+                for c in range(cols):
+                    buf[o + c] = src[c]
+                for c in range(cols, NR):
+                    buf[o + c] = z
+
+
+def _micro_kernel_source(mr, nr):
+    """Python source of the MR x NR micro-kernel (printed by ``print(MICRO_SOURCE)``).
+
+    Numba has no vector types, so the tile's mr*nr accumulators are written out as
+    scalars ``c{i}_{j}``; LLVM's SLP vectoriser (switched on in ``numba_util``) packs
+    each row's nr lanes into nr/8 float32 ymm registers. Per step p: nr/8 vector loads
+    of B, mr broadcasts of A, mr*nr/8 FMAs, and no horizontal sums at the end.
+    Partial tiles at the edges go through the small buffer T."""
+    acc = [[f"c{i}_{j}" for j in range(nr)] for i in range(mr)]
+    lines = ["def _micro(kc, Ap, ao, Bp, bo, out, r0, c0, rows, cols, alpha, overwrite, T):",
+             "    z = Ap.dtype.type(0)",
+             # views starting at 0: indices p*mr + i are then provably >= 0, so no
+             # negative-index wraparound code (a select per load) blocks vectorisation
+             f"    A = Ap[ao:ao + kc * {mr}]",
+             f"    B = Bp[bo:bo + kc * {nr}]"]
+    lines += ["    " + " = ".join(row) + " = z" for row in acc]
+    lines += ["    for p in range(kc):",
+              f"        a = p * {mr}",
+              f"        b = p * {nr}"]
+    lines += [f"        b{j} = B[b + {j}]" for j in range(nr)]
+    for i in range(mr):
+        lines.append(f"        x = A[a + {i}]")
+        lines += [f"        {acc[i][j]} += x * b{j}" for j in range(nr)]
+    lines += [f"    alpha = out.dtype.type(alpha)",
+              f"    if rows == {mr} and cols == {nr}:"]
+    for op in ("=", "+="):
+        lines.append("        if overwrite:" if op == "=" else "        else:")
+        for i in range(mr):
+            lines.append(f"            row = out[r0 + {i}, c0:c0 + {nr}]")
+            lines += [f"            row[{j}] {op} alpha * {acc[i][j]}" for j in range(nr)]
+    lines.append("    else:")
+    lines += [f"        T[{i * nr + j}] = {acc[i][j]}" for i in range(mr) for j in range(nr)]
+    lines += ["        for i in range(rows):",
+              "            row = out[r0 + i, c0:c0 + cols]",
+              f"            t = T[i * {nr}:i * {nr} + cols]",
+              "            for j in range(cols):",
+              "                row[j] = alpha * t[j] if overwrite else row[j] + alpha * t[j]"]
+    return "\n".join(lines) + "\n"
+
+
+MICRO_SOURCE = _micro_kernel_source(MR, NR)
+_scope = {}
+exec(compile(MICRO_SOURCE, f"<numba_gemm micro-kernel {MR}x{NR}>", "exec"), _scope)
+# "contract" only (FMA), no "reassoc": with reassociation LLVM's *loop* vectoriser
+# would vectorise along p, turning the 80 scalar accumulators into 80 vectors (spills).
+_micro = njit(cache=False, fastmath={"contract"})(_scope["_micro"])
+
+
+@njit(cache=True)
+def _macro(Ap, mc, Bp, bo, nc, kc, out, ic, jc, overwrite, alpha, T):
     """All micro-tiles of the (mc x nc) block of C at (ic, jc), from packed Ap (rows
-    0..mc) and Bp (rows jb..jb+nc), both kc long: C (=|+=) alpha * tile.
+    0..mc) and the NR-panels of Bp starting at offset bo: C (=|+=) alpha * tile.
 
-    The 4 rows of Bp stay in L1 while the loop over ir streams Ap from L2. Rows past
-    the edge are clamped to the last valid row: computed, never stored. Full tiles
-    are stored by straight-line code; a generic loop there costs ~25 cycles/element."""
-    alpha = out.dtype.type(alpha)
+    The micro-panel of B (kc x NR) stays in L1 while the loop over ir streams the
+    A block from L2."""
     for jr in range(0, nc, NR):
-        nr = min(NR, nc - jr)
-        b0 = Bp[jb + jr, :kc]
-        b1 = Bp[jb + jr + min(1, nr - 1), :kc]
-        b2 = Bp[jb + jr + min(2, nr - 1), :kc]
-        b3 = Bp[jb + jr + min(3, nr - 1), :kc]
-        j = jc + jr
+        cols = min(NR, nc - jr)
+        b = bo + (jr // NR) * kc * NR
         for ir in range(0, mc, MR):
-            mr = min(MR, mc - ir)
-            s = _micro_2x4(Ap[ir, :kc], Ap[ir + mr - 1, :kc], b0, b1, b2, b3)
-            if mr == MR and nr == NR:
-                r0 = out[ic + ir]
-                r1 = out[ic + ir + 1]
-                if overwrite:
-                    r0[j] = alpha * s[0]
-                    r0[j + 1] = alpha * s[1]
-                    r0[j + 2] = alpha * s[2]
-                    r0[j + 3] = alpha * s[3]
-                    r1[j] = alpha * s[4]
-                    r1[j + 1] = alpha * s[5]
-                    r1[j + 2] = alpha * s[6]
-                    r1[j + 3] = alpha * s[7]
-                else:
-                    r0[j] += alpha * s[0]
-                    r0[j + 1] += alpha * s[1]
-                    r0[j + 2] += alpha * s[2]
-                    r0[j + 3] += alpha * s[3]
-                    r1[j] += alpha * s[4]
-                    r1[j + 1] += alpha * s[5]
-                    r1[j + 2] += alpha * s[6]
-                    r1[j + 3] += alpha * s[7]
-            else:
-                for r in range(mr):
-                    row = out[ic + ir + r]
-                    for c in range(nr):
-                        v = alpha * s[NR * r + c]
-                        row[j + c] = v if overwrite else row[j + c] + v
+            _micro(kc, Ap, (ir // MR) * kc * MR, Bp, b, out, ic + ir, jc + jr,
+                   min(MR, mc - ir), cols, alpha, overwrite, T)
 
 
 @njit(cache=True)
@@ -282,7 +299,7 @@ def _start(out, K, beta, bias, act, slope):
     return beta == 0, epilogue
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True)
 def packed_serial(a, trans_a, b, trans_b, out, alpha, beta, bias, act, slope):
     """out = act(alpha op(a) op(b) + beta out + bias), one thread.
 
@@ -291,17 +308,18 @@ def packed_serial(a, trans_a, b, trans_b, out, alpha, beta, bias, act, slope):
     K = a.shape[0] if trans_a else a.shape[1]
     overwrite, epilogue = _start(out, K, beta, bias, act, slope)
     kc_max = _kc(K, out.itemsize)
-    Ap = np.empty((min(M, MC), kc_max + PAD), out.dtype)
-    Bp = np.empty((min(N, NC), kc_max + PAD), out.dtype)
+    Ap = np.empty(_cdiv(min(M, MC), MR) * MR * kc_max, out.dtype)
+    Bp = np.empty(_cdiv(min(N, NC), NR) * NR * kc_max, out.dtype)
+    T = np.empty(MR * NR, out.dtype)
     for jc in range(0, N, NC):
         nc = min(NC, N - jc)
         for pc in range(0, K, kc_max):
             kc = min(kc_max, K - pc)
-            _pack(b, not trans_b, jc, nc, pc, kc, Bp, 0)       # Bp rows = columns of op(b)
+            _pack_b(b, trans_b, pc, kc, jc, nc, Bp)
             for ic in range(0, M, MC):
                 mc = min(MC, M - ic)
-                _pack(a, trans_a, ic, mc, pc, kc, Ap, 0)
-                _macro(Ap, mc, Bp, 0, nc, kc, out, ic, jc, overwrite and pc == 0, alpha)
+                _pack_a(a, trans_a, ic, mc, pc, kc, Ap)
+                _macro(Ap, mc, Bp, 0, nc, kc, out, ic, jc, overwrite and pc == 0, alpha, T)
                 if epilogue and pc + kc == K:
                     _epilogue(out, ic, mc, jc, nc, bias, act, slope)
 
@@ -325,7 +343,7 @@ def _tiling(M, N, threads):
     return mc, row_blocks, col_blocks
 
 
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
+@njit(cache=True, parallel=True)
 def packed_parallel(a, trans_a, b, trans_b, out, alpha, beta, bias, act, slope, threads):
     """Same contract as :func:`packed_serial`; C tiles shared out over ``threads`` threads."""
     M, N = out.shape
@@ -333,23 +351,27 @@ def packed_parallel(a, trans_a, b, trans_b, out, alpha, beta, bias, act, slope, 
     overwrite, epilogue = _start(out, K, beta, bias, act, slope)
     kc_max = _kc(K, out.itemsize)
     mc, row_blocks, col_blocks = _tiling(M, N, threads)
-    Bp = np.empty((min(N, NC), kc_max + PAD), out.dtype)
-    Aps = np.empty((row_blocks * col_blocks, mc, kc_max + PAD), out.dtype)   # one A block per tile
+    tiles = row_blocks * col_blocks
+    Bp = np.empty(_cdiv(min(N, NC), NR) * NR * kc_max, out.dtype)
+    Aps = np.empty((tiles, _cdiv(mc, MR) * MR * kc_max), out.dtype)    # one A block per tile
+    Ts = np.empty((tiles, MR * NR), out.dtype)
     for jc in range(0, N, NC):
         nc = min(NC, N - jc)
-        width = _cdiv(_cdiv(nc, col_blocks), NR) * NR          # whole micro-tiles per column block
+        width = _cdiv(_cdiv(nc, col_blocks), NR) * NR          # whole micro-panels per column block
         for pc in range(0, K, kc_max):
             kc = min(kc_max, K - pc)
-            for g in prange(_cdiv(nc, GROUP)):
-                _pack(b, not trans_b, jc + g * GROUP, min(GROUP, nc - g * GROUP), pc, kc, Bp, g * GROUP)
-            for t in prange(row_blocks * col_blocks):
+            for q in prange(_cdiv(nc, NR)):                    # every thread packs some panels of B
+                _pack_b(b, trans_b, pc, kc, jc + q * NR, min(NR, nc - q * NR),
+                        Bp[q * kc * NR:(q + 1) * kc * NR])
+            for t in prange(tiles):
                 ic = (t // col_blocks) * mc
                 j0 = (t % col_blocks) * width
-                if j0 < nc:
+                if j0 < nc and ic < M:
                     rows, cols = min(mc, M - ic), min(width, nc - j0)
                     Ap = Aps[t]
-                    _pack(a, trans_a, ic, rows, pc, kc, Ap, 0)
-                    _macro(Ap, rows, Bp, j0, cols, kc, out, ic, jc + j0, overwrite and pc == 0, alpha)
+                    _pack_a(a, trans_a, ic, rows, pc, kc, Ap)
+                    _macro(Ap, rows, Bp, (j0 // NR) * kc * NR, cols, kc, out, ic, jc + j0,
+                           overwrite and pc == 0, alpha, Ts[t])
                     if epilogue and pc + kc == K:
                         _epilogue(out, ic, rows, jc + j0, cols, bias, act, slope)
 

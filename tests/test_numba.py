@@ -20,9 +20,10 @@ from fastnn.kernels import numba_backend as NB  # noqa: E402
 from fastnn.kernels import numba_gemm, numba_util  # noqa: E402
 
 TOL = {np.float32: 2e-5, np.float64: 1e-10}
-# (m, n, k): ones, primes, and sizes crossing every block edge: MR/NR, MC=64 rows,
-# NC=512 columns, a 16-row packing group, KC=1024 (float32) / 512 (float64) reductions
-SHAPES = [(1, 1, 1), (1, 7, 1), (13, 1, 17), (31, 37, 41), (67, 5, 3), (3, 530, 5), (5, 6, 600), (4, 3, 1100)]
+# (m, n, k): ones, primes, and sizes crossing every block edge: the 5 x 16 micro-tile,
+# MC=120 rows, NC=1024 columns, KC=512 (float32) / 256 (float64) reductions
+SHAPES = [(1, 1, 1), (1, 7, 1), (13, 1, 17), (31, 37, 41), (127, 5, 3), (3, 1031, 5), (6, 17, 600),
+          (4, 3, 1100)]
 
 
 @pytest.fixture
@@ -101,12 +102,15 @@ def test_empty_reduction_gives_bias_and_activation():
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 assembly check")
 def test_micro_kernel_is_vectorised():
-    """The hot loop must use packed FMA/multiply instructions, not scalar or gathered code."""
-    sig = (numba.types.float32[::1],) * 6
-    fresh = numba.njit(sig, fastmath=numba_util.FASTMATH)(numba_gemm._micro_2x4.py_func)
+    """The hot loop must use packed FMAs on 256-bit registers (one per 8 accumulators),
+    not scalar or gathered code: Numba vectorises it only with the SLP pass on."""
+    i64, f32 = numba.types.int64, numba.types.float32
+    sig = (i64, f32[::1], i64, f32[::1], i64, f32[:, ::1], i64, i64, i64, i64,
+           numba.types.float64, numba.types.boolean, f32[::1])
+    fresh = numba.njit(sig, fastmath={"contract"})(numba_gemm._micro.py_func)
     asm = fresh.inspect_asm(sig)
-    packed = re.findall(r"\bv?(?:fmadd\d*|mul)ps\b", asm)
-    assert len(packed) >= 8, "micro-kernel lost its SIMD loop"
+    packed = re.findall(r"\bvfmadd\d+ps\s+[^\n]*ymm", asm)
+    assert len(packed) >= numba_gemm.MR * numba_gemm.NR // 8, "micro-kernel lost its SIMD loop"
     assert "gather" not in asm
 
 
