@@ -120,6 +120,25 @@ def warmup():
         abs_sum(y)
         scale_(out, 0.5)
         penalty_grad(y, out, 0.1, 0.1)
+    _warm_fused_steps()
+
+
+def _warm_fused_steps():
+    """Compile the whole-step kernel for float32 MLPs of 1-3 Dense layers with SGD and
+    Adam: its argument tuples have one entry per layer, so each depth is its own
+    compilation (seconds each), which would otherwise land in the first epoch."""
+    from fastnn.layers import Dense, Sequential
+    from fastnn.losses import SoftmaxCrossEntropy
+    from fastnn.optim import SGD, Adam
+    from .numba_train import make_train_step
+    x = np.ones((4, 3), np.float32)
+    labels = np.array([0, 1, 2, 0], np.int64)
+    for depth in (1, 2, 3):
+        for make_opt in (lambda ps: SGD(ps, lr=1e-3, momentum=0.9), lambda ps: Adam(ps, lr=1e-3)):
+            layers = [Dense(3, 3, activation="relu") for _ in range(depth - 1)] + [Dense(3, 3)]
+            model = Sequential(layers, backend="numba", dtype="float32")
+            step = make_train_step(model, SoftmaxCrossEntropy(), make_opt(model.parameters()))
+            step(x, labels)
 
 
 def compile_times():
