@@ -127,59 +127,35 @@ def _blocked(A, B, C, alpha, beta):
 # --- rung 4: packing + register-blocked micro-kernel -------------------------------------------
 
 @njit(cache=True)
-def _pack_a(a, trans, r0, nr, c0, nc, buf):
-    """Pack rows r0..r0+nr, columns c0..c0+nc of op(a) into MR-row panels.
+def _pack(x, trans, r0, nr, c0, nc, buf, width):
+    """Pack rows r0..r0+nr, columns c0..c0+nc of op(x) (x.T if trans) into panels of
+    ``width`` rows stored column by column: buf[(q*nc + p)*width + r] =
+    op(x)[r0 + q*width + r, c0 + p], zeros past nr in the last panel.
 
-    Panel q holds rows q*MR.. of the block column by column: buf[(q*nc + p)*MR + r]
-    = op(a)[r0 + q*MR + r, c0 + p], so the micro-kernel reads MR values of one column
-    at consecutive addresses. Rows past nr (the last, partial panel) are zeros."""
+    Blocks of op(A) are packed with width MR (the micro-kernel reads MR values of one
+    column of A together) and panels of op(B) as op(B).T with width NR (NR values of
+    one row of B together), whatever the inputs' layout."""
     z = buf.dtype.type(0)
-    for q in range(_cdiv(nr, MR)):
-        base = q * nc * MR
-        rows = min(MR, nr - q * MR)
-        if trans:                               # op(a)[r, p] = a[p, r]: rows of a are contiguous in r
+    for q in range(_cdiv(nr, width)):
+        base = q * nc * width
+        r1 = r0 + q * width
+        rows = min(width, nr - q * width)
+        if trans:                               # op(x)[r, p] = x[p, r]: contiguous in r
             for p in range(nc):
-                src = a[c0 + p, r0 + q * MR:r0 + q * MR + rows]
-                o = base + p * MR
+                src = x[c0 + p, r1:r1 + rows]
+                o = base + p * width
                 for r in range(rows):
                     buf[o + r] = src[r]
-                for r in range(rows, MR):
+                for r in range(rows, width):
                     buf[o + r] = z
-        else:                                   # op(a)[r, p] = a[r, p]: read along p, write stride MR
+        else:                                   # contiguous in p: read along p, write stride width
             for r in range(rows):
-                src = a[r0 + q * MR + r, c0:c0 + nc]
+                src = x[r1 + r, c0:c0 + nc]
                 for p in range(nc):
-                    buf[base + p * MR + r] = src[p]
-            for r in range(rows, MR):
+                    buf[base + p * width + r] = src[p]
+            for r in range(rows, width):
                 for p in range(nc):
-                    buf[base + p * MR + r] = z
-
-
-@njit(cache=True)
-def _pack_b(b, trans, r0, nr, c0, nc, buf):
-    """Pack rows r0..r0+nr (the reduction axis), columns c0..c0+nc of op(b) into
-    NR-column panels: buf[(q*nr + p)*NR + c] = op(b)[r0 + p, c0 + q*NR + c], zeros
-    past nc. The micro-kernel reads NR values of one row as two vector loads."""
-    z = buf.dtype.type(0)
-    for q in range(_cdiv(nc, NR)):
-        base = q * nr * NR
-        cols = min(NR, nc - q * NR)
-        if trans:                               # op(b)[p, c] = b[c, p]: read along p, write stride NR
-            for c in range(cols):
-                src = b[c0 + q * NR + c, r0:r0 + nr]
-                for p in range(nr):
-                    buf[base + p * NR + c] = src[p]
-            for c in range(cols, NR):
-                for p in range(nr):
-                    buf[base + p * NR + c] = z
-        else:                                   # rows of b are contiguous in c
-            for p in range(nr):
-                src = b[r0 + p, c0 + q * NR:c0 + q * NR + cols]
-                o = base + p * NR
-                for c in range(cols):
-                    buf[o + c] = src[c]
-                for c in range(cols, NR):
-                    buf[o + c] = z
+                    buf[base + p * width + r] = z
 
 
 def _micro_kernel_source(mr, nr):
@@ -315,10 +291,10 @@ def packed_serial(a, trans_a, b, trans_b, out, alpha, beta, bias, act, slope):
         nc = min(NC, N - jc)
         for pc in range(0, K, kc_max):
             kc = min(kc_max, K - pc)
-            _pack_b(b, trans_b, pc, kc, jc, nc, Bp)
+            _pack(b, not trans_b, jc, nc, pc, kc, Bp, NR)     # op(b).T in NR-row panels
             for ic in range(0, M, MC):
                 mc = min(MC, M - ic)
-                _pack_a(a, trans_a, ic, mc, pc, kc, Ap)
+                _pack(a, trans_a, ic, mc, pc, kc, Ap, MR)
                 _macro(Ap, mc, Bp, 0, nc, kc, out, ic, jc, overwrite and pc == 0, alpha, T)
                 if epilogue and pc + kc == K:
                     _epilogue(out, ic, mc, jc, nc, bias, act, slope)
@@ -361,15 +337,15 @@ def packed_parallel(a, trans_a, b, trans_b, out, alpha, beta, bias, act, slope, 
         for pc in range(0, K, kc_max):
             kc = min(kc_max, K - pc)
             for q in prange(_cdiv(nc, NR)):                    # every thread packs some panels of B
-                _pack_b(b, trans_b, pc, kc, jc + q * NR, min(NR, nc - q * NR),
-                        Bp[q * kc * NR:(q + 1) * kc * NR])
+                _pack(b, not trans_b, jc + q * NR, min(NR, nc - q * NR), pc, kc,
+                      Bp[q * kc * NR:(q + 1) * kc * NR], NR)
             for t in prange(tiles):
                 ic = (t // col_blocks) * mc
                 j0 = (t % col_blocks) * width
                 if j0 < nc and ic < M:
                     rows, cols = min(mc, M - ic), min(width, nc - j0)
                     Ap = Aps[t]
-                    _pack_a(a, trans_a, ic, rows, pc, kc, Ap)
+                    _pack(a, trans_a, ic, rows, pc, kc, Ap, MR)
                     _macro(Ap, rows, Bp, (j0 // NR) * kc * NR, cols, kc, out, ic, jc + j0,
                            overwrite and pc == 0, alpha, Ts[t])
                     if epilogue and pc + kc == K:
