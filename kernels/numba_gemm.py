@@ -43,7 +43,7 @@ from numba import njit, prange
 
 from . import numba_util
 from .contract import check
-from .numba_util import FASTMATH, LINEAR, RELU, activate
+from .numba_util import LINEAR, RELU, activate
 
 MR, NR = 5, 16           # micro-tile of C: 5 rows x 16 columns (10 ymm accumulators, float32)
 MC = 120                 # rows of op(A) per packed block (MC x KC lives in L2)

@@ -22,10 +22,11 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 # LLVM's SLP ("straight-line") vectoriser packs isomorphic scalar operations into
 # SIMD instructions; the GEMM micro-kernel (numba_gemm) needs it to turn its 80
-# scalar accumulators into 10 vector registers (40 -> 95 GFLOP/s on AVX2). Numba
-# leaves it off by default and reads the setting at every compilation, so it is
-# switched on here, before any fastnn kernel compiles, for the whole process; an
-# explicit NUMBA_SLP_VECTORIZE in the environment is respected.
+# scalar accumulators into 10 vector registers (the kernel alone, data in L1, AVX2:
+# ~4 GFLOP/s of scalar code without it, 85-95 with it). Numba leaves it off by
+# default and reads the setting at every compilation, so it is switched on here,
+# before any fastnn kernel compiles, for the whole process; an explicit
+# NUMBA_SLP_VECTORIZE in the environment is respected.
 if "NUMBA_SLP_VECTORIZE" not in os.environ:
     numba.config.SLP_VECTORIZE = 1
 
