@@ -181,7 +181,7 @@ def _micro_kernel_source(mr, nr):
     for i in range(mr):
         lines.append(f"        x = A[a + {i}]")
         lines += [f"        {acc[i][j]} += x * b{j}" for j in range(nr)]
-    lines += [f"    alpha = out.dtype.type(alpha)",
+    lines += ["    alpha = out.dtype.type(alpha)",
               f"    if rows == {mr} and cols == {nr}:"]
     for op in ("=", "+="):
         lines.append("        if overwrite:" if op == "=" else "        else:")
@@ -203,7 +203,8 @@ _scope = {}
 exec(compile(MICRO_SOURCE, f"<numba_gemm micro-kernel {MR}x{NR}>", "exec"), _scope)
 # "contract" only (FMA), no "reassoc": with reassociation LLVM's *loop* vectoriser
 # would vectorise along p, turning the 80 scalar accumulators into 80 vectors (spills).
-_micro = njit(cache=False, fastmath={"contract"})(_scope["_micro"])
+# Not cached on its own (exec'd source has no file); its callers' caches hold it.
+_micro = njit(fastmath={"contract"})(_scope["_micro"])
 
 
 @njit(cache=True)
@@ -342,7 +343,7 @@ def packed_parallel(a, trans_a, b, trans_b, out, alpha, beta, bias, act, slope, 
             for t in prange(tiles):
                 ic = (t // col_blocks) * mc
                 j0 = (t % col_blocks) * width
-                if j0 < nc and ic < M:
+                if j0 < nc:
                     rows, cols = min(mc, M - ic), min(width, nc - j0)
                     Ap = Aps[t]
                     _pack(a, trans_a, ic, rows, pc, kc, Ap, MR)
