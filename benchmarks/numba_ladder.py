@@ -98,8 +98,9 @@ def vector_report(G, dtype="float32"):
         asm = "\n".join(_fresh(kernel).inspect_asm().values())
         packed = len(re.findall(r"\bv?(?:fmadd\d+|mul|add)p[sd]\b", asm))
         scalar = len(re.findall(r"\bv?(?:fmadd\d+|mul|add)s[sd]\b", asm))
-        wide = len(re.findall(r"\bv?(?:fmadd\d+|mul|add)p[sd]\s+[^\n]*ymm", asm))
-        report[name] = {"packed": packed, "scalar": scalar, "ymm": wide}
+        wide = {reg: len(re.findall(rf"\bv?(?:fmadd\d+|mul|add)p[sd]\s+[^\n]*%{reg}", asm))
+                for reg in ("ymm", "zmm")}
+        report[name] = {"packed": packed, "scalar": scalar, **wide}
     return report
 
 
@@ -183,9 +184,10 @@ def main(argv=None):
           f"per cell; {SKIP_ABOVE} = largest n timed for the slow rungs")
     print(format_table(rows, args.sizes, args.threads))
     print("\nSIMD check: floating-point arithmetic instructions in each rung's compiled kernel "
-          "(static counts; packed = SIMD, ymm = 256-bit)")
+          "(static counts; packed = SIMD, ymm = 256-bit, zmm = 512-bit)")
     for name, counts in vector_report(_ladder(), args.dtype).items():
-        print(f"  {name:<10} packed {counts['packed']:>4} (ymm {counts['ymm']:>4})   scalar {counts['scalar']:>4}")
+        print(f"  {name:<10} packed {counts['packed']:>4} (ymm {counts['ymm']:>4}, zmm {counts['zmm']:>4})"
+              f"   scalar {counts['scalar']:>4}")
     return rows
 
 

@@ -9,6 +9,7 @@ keys a function on its own source file only, so after editing this file delete
 
 import math
 import os
+import re
 
 import numba
 import numpy as np
@@ -110,3 +111,22 @@ def prange_thread_ids(n):
     for i in prange(n):
         ids[i] = numba.get_thread_id()
     return ids
+
+
+# Lanes of one 32-bit float per vector register, by x86 register name.
+_LANES32 = {"xmm": 4, "ymm": 8, "zmm": 16}
+
+
+def fma_counts(asm, dtype="float32"):
+    """Static counts of the multiply-add instructions in x86 assembly ``asm``.
+
+    Returns ``{"xmm": n, "ymm": n, "zmm": n, "lanes": n, "scalar": n}``: packed FMAs per
+    register width, the float lanes those packed FMAs cover in all, and scalar FMAs.
+    LLVM picks the vector width per CPU (256-bit on AVX2, often 512-bit on AVX-512),
+    so a SIMD check must count every width."""
+    p, s = ("ps", "ss") if np.dtype(dtype) == np.float32 else ("pd", "sd")
+    per_lane = 1 if p == "ps" else 2
+    counts = {reg: len(re.findall(rf"\bvfmadd\d+{p}\s+[^\n]*%{reg}", asm)) for reg in _LANES32}
+    counts["lanes"] = sum(n * _LANES32[reg] // per_lane for reg, n in list(counts.items()))
+    counts["scalar"] = len(re.findall(rf"\bvfmadd\d+{s}\b", asm))
+    return counts

@@ -100,18 +100,38 @@ def test_empty_reduction_gives_bias_and_activation():
     np.testing.assert_array_equal(out, np.tile(np.maximum(b, 0), (3, 1)))
 
 
-@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 assembly check")
-def test_micro_kernel_is_vectorised():
-    """The hot loop must use packed FMAs on 256-bit registers (one per 8 accumulators),
-    not scalar or gathered code: Numba vectorises it only with the SLP pass on."""
+def _micro_kernel_fmas(slp):
+    """FMA counts of a fresh compile of the micro-kernel with the SLP vectoriser on/off."""
     i64, f32 = numba.types.int64, numba.types.float32
     sig = (i64, f32[::1], i64, f32[::1], i64, f32[:, ::1], i64, i64, i64, i64,
            numba.types.float64, numba.types.boolean, f32[::1])
-    fresh = numba.njit(sig, fastmath={"contract"})(numba_gemm._micro.py_func)
-    asm = fresh.inspect_asm(sig)
-    packed = re.findall(r"\bvfmadd\d+ps\s+[^\n]*ymm", asm)
-    assert len(packed) >= numba_gemm.MR * numba_gemm.NR // 8, "micro-kernel lost its SIMD loop"
+    before = numba.config.SLP_VECTORIZE
+    numba.config.SLP_VECTORIZE = slp
+    try:
+        fresh = numba.njit(sig, fastmath={"contract"})(numba_gemm._micro.py_func)
+        asm = fresh.inspect_asm(sig)
+    finally:
+        numba.config.SLP_VECTORIZE = before
+    return numba_util.fma_counts(asm), asm
+
+
+def _is_vectorised(counts):
+    """Packed FMAs cover all MR x NR accumulators, and few scalar FMAs are left (the
+    edge and epilogue code), whatever the vector width LLVM chose for this CPU."""
+    accumulators = numba_gemm.MR * numba_gemm.NR
+    return counts["lanes"] >= accumulators and counts["scalar"] < accumulators // 2
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 assembly check")
+def test_micro_kernel_is_vectorised():
+    """The hot loop must use packed FMAs (256-bit on AVX2, 256- or 512-bit on AVX-512),
+    not scalar or gathered code: Numba vectorises it only with the SLP pass on."""
+    counts, asm = _micro_kernel_fmas(slp=1)
+    assert _is_vectorised(counts), f"micro-kernel lost its SIMD loop: {counts}"
     assert "gather" not in asm
+    # The same check must see the loss: without SLP the accumulators stay scalar.
+    off, _ = _micro_kernel_fmas(slp=0)
+    assert not _is_vectorised(off), f"SLP off still counted as vectorised: {off}"
 
 
 # --- threaded paths ------------------------------------------------------------------
