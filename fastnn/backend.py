@@ -13,23 +13,47 @@ command line also says why the others cannot.
 """
 
 import contextlib
+import numbers
 import os
 
 from . import kernels as _kernels
 from .kernels import BackendUnavailable  # noqa: F401  (re-exported)
+
+__all__ = ["BackendUnavailable", "available_backends", "backend_status", "cpu_limit", "get_backend",
+           "get_backend_name", "get_num_threads", "set_backend", "set_num_threads", "use_backend",
+           "warmup"]
 
 _default = None
 _num_threads = None
 _threads_applied = {}  # backend name -> thread count last handed to it
 
 
+def cpu_limit():
+    """The most threads :func:`set_num_threads` accepts: the CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not on Linux
+        return os.cpu_count() or 1
+
+
+def _valid_threads(n, where):
+    """``n`` as an int if it is an integer in [1, cpu_limit()], else ValueError naming ``where``."""
+    limit = cpu_limit()
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= limit:
+        raise ValueError(f"{where} must be an integer from 1 to {limit} (the CPUs this process "
+                         f"may use), got {n!r}")
+    return int(n)
+
+
 def _env_threads():
     value = os.environ.get("FASTNN_NUM_THREADS")
     if value is None:
         return None
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"FASTNN_NUM_THREADS must be a positive integer, got {value!r}")
-    return int(value)
+    try:
+        n = int(value)
+    except ValueError:
+        n = value
+    return _valid_threads(n, "FASTNN_NUM_THREADS")
 
 
 def get_backend_name():
@@ -79,13 +103,31 @@ def backend_status():
 
 
 def set_num_threads(n):
-    """Threads used by the parallel backends (numba, cython); ``FASTNN_NUM_THREADS`` sets the start value."""
+    """Threads used by the parallel backends (numba, cython); ``FASTNN_NUM_THREADS`` sets the start value.
+
+    ``n`` must be an integer from 1 to :func:`cpu_limit`. Every available backend takes
+    it (or refuses it with ValueError, leaving all of them as they were) before it is
+    stored.
+    """
     global _num_threads
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"set_num_threads expects a positive integer, got {n!r}")
+    n = _valid_threads(n, "set_num_threads: the thread count")
+    applied = []
+    try:
+        for name in _kernels.available():
+            backend = _kernels.get(name)
+            setter = backend.optional("set_num_threads")
+            if setter is not None:
+                getter = backend.optional("get_num_threads")
+                before = getter() if getter is not None else None
+                setter(n)
+                applied.append((name, setter, before))
+    except ValueError:
+        for name, setter, before in applied:   # all or nothing
+            if before is not None:
+                setter(before)
+        raise
     _num_threads = n
-    for name in _kernels.available():
-        _apply_threads(_kernels.get(name))
+    _threads_applied.update({name: n for name, _, _ in applied})
 
 
 def get_num_threads():

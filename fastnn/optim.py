@@ -7,7 +7,12 @@ has filled the gradients, ``opt.step()`` applies one update. Optimizer state
 
 import math
 
+import numpy as np
+
 from .backend import get_backend
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "OPTIMIZERS", "global_grad_norm", "clip_grad_norm",
+           "StepLR", "CosineLR"]
 
 
 class Optimizer:
@@ -23,14 +28,28 @@ class Optimizer:
         self.state = {}
 
     def _buffers(self, p, count):
-        """Zero-initialised state arrays for parameter p, on its backend (re-made if p moved)."""
+        """The state arrays of parameter p on its backend: zeros at first; when p has moved
+        (``model.to(backend, dtype)``), the old state moved the same way, values kept."""
         where = (p.backend_name, p.dtype, p.shape)
         state = self.state.get(id(p))
         if state is None or state[0] != where:
             bk = get_backend(p.backend_name)
-            state = (where, [bk.zeros(p.shape, p.dtype) for _ in range(count)])
+            if state is None or state[0][2] != p.shape:
+                arrays = [bk.zeros(p.shape, p.dtype) for _ in range(count)]
+            else:
+                old = get_backend(state[0][0])
+                arrays = [bk.asarray(np.asarray(old.to_host(a), dtype=p.dtype)) for a in state[1]]
+            state = (where, arrays)
             self.state[id(p)] = state
         return state[1]
+
+    def _hyper(self):
+        """{name: value} of the settings shown by repr (subclasses add theirs)."""
+        return {"lr": self.lr}
+
+    def __repr__(self):
+        settings = ", ".join(f"{k}={v!r}" for k, v in self._hyper().items())
+        return f"{type(self).__name__}({len(self.params)} parameters, {settings})"
 
     def step(self):
         raise NotImplementedError
@@ -57,6 +76,10 @@ class SGD(Optimizer):
         if weight_decay < 0:
             raise ValueError(f"SGD: weight_decay must be >= 0, got {weight_decay!r}")
         self.momentum, self.nesterov, self.weight_decay = float(momentum), bool(nesterov), float(weight_decay)
+
+    def _hyper(self):
+        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
+                "weight_decay": self.weight_decay}
 
     def velocity(self, p):
         """The momentum buffer of parameter p (a backend array of p's shape)."""
@@ -85,6 +108,10 @@ class Adam(Optimizer):
             raise ValueError(f"{type(self).__name__}: need weight_decay >= 0 and eps > 0")
         self.beta1, self.beta2, self.eps, self.weight_decay = float(b1), float(b2), float(eps), float(weight_decay)
         self.step_count = 0
+
+    def _hyper(self):
+        return {"lr": self.lr, "betas": (self.beta1, self.beta2), "eps": self.eps,
+                "weight_decay": self.weight_decay, "step_count": self.step_count}
 
     def moments(self, p):
         """(m, v): first and second moment buffers of parameter p."""
@@ -143,6 +170,9 @@ class StepLR:
         self.optimizer, self.step_size, self.gamma = optimizer, int(step_size), float(gamma)
         self.base_lr = optimizer.lr
 
+    def __repr__(self):
+        return f"StepLR(step_size={self.step_size}, gamma={self.gamma}, base_lr={self.base_lr})"
+
     def on_epoch_end(self, epoch, logs):
         self.optimizer.lr = self.base_lr * self.gamma ** ((epoch + 1) // self.step_size)
         return False
@@ -154,6 +184,9 @@ class CosineLR:
     def __init__(self, optimizer, epochs, min_lr=0.0):
         self.optimizer, self.epochs, self.min_lr = optimizer, int(epochs), float(min_lr)
         self.base_lr = optimizer.lr
+
+    def __repr__(self):
+        return f"CosineLR(epochs={self.epochs}, min_lr={self.min_lr}, base_lr={self.base_lr})"
 
     def on_epoch_end(self, epoch, logs):
         t = min(epoch + 1, self.epochs) / self.epochs

@@ -4,6 +4,8 @@ import numpy as np
 
 from .kernels import get as _get_backend
 
+__all__ = ["Parameter"]
+
 
 class Parameter:
     """A learnable tensor.

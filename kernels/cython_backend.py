@@ -27,6 +27,7 @@ import glob
 import importlib.util
 import os
 import sys
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -85,8 +86,36 @@ def available():
 
 # --- extras: threads and SIMD path ---------------------------------------------------------
 
+# GNU OpenMP cannot run a thread team again in a child made by fork(): the child
+# inherits the pool's bookkeeping but not its threads, and its first parallel region
+# waits for them forever. As PyTorch does, a forked child runs the kernels on one
+# thread (a one-thread region never touches the pool). os.fork and multiprocessing's
+# "fork" start method run this hook; "spawn"/"forkserver" children start afresh.
+_forked_child = False
+
+
+def _after_fork_in_child():
+    global _forked_child
+    _forked_child = True
+    _k.set_num_threads(1)
+
+
+if _k is not None:
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def set_num_threads(n):
-    """Threads for the OpenMP kernels (n >= 1)."""
+    """Threads for the OpenMP kernels, 1 <= n <= the CPU count; always 1 in a child made by fork()."""
+    limit = os.cpu_count() or 1
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= limit:
+        raise ValueError(f"cython backend: thread count must be an integer in [1, {limit}] "
+                         f"(the CPU count), got {n!r}")
+    if _forked_child and n > 1:
+        warnings.warn("cython backend: this process was forked from one that may have started "
+                      "OpenMP threads, which GNU OpenMP cannot restart after fork(); its kernels run "
+                      "on 1 thread (use the 'spawn' or 'forkserver' start method for threaded "
+                      "children)", RuntimeWarning, stacklevel=2)
+        n = 1
     _k.set_num_threads(int(n))
 
 

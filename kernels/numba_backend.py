@@ -17,7 +17,9 @@ code, so each compiled kernel exists once per dtype. Arguments are validated by
 ``kernels/__init__.py`` (``contract.check``) before these run.
 """
 
+import os
 import time
+import warnings
 
 import numpy as np
 
@@ -57,12 +59,36 @@ def available():
 
 # --- threads and compilation ------------------------------------------------------------
 
+# Numba's OpenMP layer ends a child made by fork() at its first parallel region once the
+# parent has started the threads (GNU OpenMP cannot restart them). Every kernel here runs
+# with no parallel region at all when it has one thread, so a forked child is set to one
+# thread (os.fork and multiprocessing's "fork" start method run this hook).
+_forked_child = False
+
+
+def _after_fork_in_child():
+    global _forked_child
+    _forked_child = True
+    numba.set_num_threads(1)
+
+
+if _IMPORT_ERROR is None:
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def set_num_threads(n):
-    """Threads for the parallel kernels: 1 <= n <= NUMBA_NUM_THREADS (default: CPU count)."""
+    """Threads for the parallel kernels: 1 <= n <= NUMBA_NUM_THREADS (default: CPU count);
+    always 1 in a child made by fork()."""
     limit = numba.config.NUMBA_NUM_THREADS
-    if not isinstance(n, (int, np.integer)) or not 1 <= n <= limit:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= limit:
         raise ValueError(f"numba backend: thread count must be an integer in [1, {limit}] "
                          f"(NUMBA_NUM_THREADS={limit}), got {n!r}")
+    if _forked_child and n > 1:
+        warnings.warn("numba backend: this process was forked from one running Numba's OpenMP "
+                      "threads, which cannot start again after fork(); its kernels run on 1 thread "
+                      "(use the 'spawn' or 'forkserver' start method for threaded children)",
+                      RuntimeWarning, stacklevel=2)
+        n = 1
     numba.set_num_threads(int(n))
 
 
