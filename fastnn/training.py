@@ -3,12 +3,15 @@ forward -> loss -> backward -> update, with validation after every epoch.
 """
 
 import math
+import numbers
 import sys
 
 import numpy as np
 
 from .losses import BinaryCrossEntropy, MSE, SoftmaxCrossEntropy
 from .optim import clip_grad_norm
+
+__all__ = ["History", "Callback", "EarlyStopping", "fit", "predict", "evaluate"]
 
 
 class History:
@@ -97,12 +100,21 @@ class EarlyStopping(Callback):
                 p.data = w
 
 
+def _positive_int(value, what, function):
+    """``value`` as an int if it is a positive integer (NumPy integers too, not bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{function}: {what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def _check_data(X, y, name, model):
     X = np.asarray(X)
     if X.dtype.kind not in "fiub":
         raise TypeError(f"{name}: X must be numeric, got dtype {X.dtype}")
     if X.ndim < 2:
         raise ValueError(f"{name}: X must be at least 2-D (samples, features), got shape {X.shape}")
+    if len(X) == 0:
+        raise ValueError(f"{name}: X has no samples (shape {X.shape})")
     if X.dtype.kind == "f" and not np.all(np.isfinite(X)):
         rows = np.unique(np.nonzero(~np.isfinite(X.reshape(len(X), -1)))[0])
         raise ValueError(f"{name}: X contains NaN or Inf (first bad rows: {rows[:5].tolist()}); "
@@ -164,15 +176,16 @@ def fit(model, loss, optimizer, X, y, epochs=10, batch_size=32, validation_data=
     ``fused=True`` lets a backend run the whole step in one compiled call when it
     supports the model/loss/optimizer combination (numbers equal the generic path's).
     """
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"fit: epochs must be a positive integer, got {epochs!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"fit: batch_size must be a positive integer, got {batch_size!r}")
+    epochs = _positive_int(epochs, "epochs", "fit")
+    batch_size = _positive_int(batch_size, "batch_size", "fit")
     if not 0.0 <= validation_split < 1.0:
         raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split!r}")
     X, y = _check_data(X, y, "fit", model)
     if validation_data is None and validation_split > 0:
         n_val = max(1, int(round(len(X) * validation_split)))
+        if n_val >= len(X):
+            raise ValueError(f"fit: validation_split={validation_split} holds out {n_val} of {len(X)} "
+                             "rows and leaves none to train on; use a smaller split or more data")
         validation_data = (X[-n_val:], y[-n_val:])
         X, y = X[:-n_val], y[:-n_val]
     if validation_data is not None:
@@ -277,6 +290,7 @@ def _progress(epochs, verbose):
 
 def predict(model, X, batch_size=1024):
     """Model outputs for X in evaluation mode, as a host array (N, outputs)."""
+    batch_size = _positive_int(batch_size, "batch_size", "predict")
     X = np.asarray(X)
     if X.dtype.kind not in "fiub":
         raise TypeError(f"predict: X must be numeric, got dtype {X.dtype}")
@@ -295,6 +309,7 @@ def evaluate(model, X, y, loss=None, batch_size=1024):
     ``loss`` defaults to the loss of the last ``fit``, else SoftmaxCrossEntropy for
     integer labels and MSE otherwise.
     """
+    batch_size = _positive_int(batch_size, "batch_size", "evaluate")
     X, y = _check_data(X, y, "evaluate", model)
     loss = loss or getattr(model, "fit_loss_", None) or _default_loss(model, y)
     loss.backend_name = model.backend_name

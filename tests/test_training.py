@@ -247,3 +247,83 @@ def test_load_rejects_bad_files(tmp_path):
     with pytest.raises(ValueError, match="format 'something-else'"):
         fnn.load(str(tmp_path / "foreign.npz"))
     assert os.path.getsize(good) > 0
+
+
+# --- arguments of fit / evaluate / predict ------------------------------------------------------
+
+def _tiny(n=40):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 4)).astype(np.float32)
+    return X, (X[:, 0] > 0).astype(np.int64), fnn.Sequential([fnn.Dense(4, 2)], seed=0)
+
+
+def test_fit_takes_integer_like_counts_and_refuses_bools():
+    X, y, model = _tiny()
+    opt = fnn.SGD(model.parameters(), lr=0.1)
+    history = fnn.fit(model, fnn.SoftmaxCrossEntropy(), opt, X, y, epochs=np.int64(2),
+                      batch_size=np.int32(8), verbose=0)
+    assert len(history) == 2
+    for bad in (True, 2.0, 0):
+        with pytest.raises(ValueError, match="fit: epochs must be a positive integer"):
+            fnn.fit(model, fnn.SoftmaxCrossEntropy(), opt, X, y, epochs=bad, verbose=0)
+
+
+def test_a_validation_split_that_leaves_no_training_rows_is_refused_by_fit():
+    X, y, model = _tiny()
+    with pytest.raises(ValueError, match=r"fit: validation_split=0.99 .* leaves none to train on"):
+        fnn.fit(model, fnn.SoftmaxCrossEntropy(), fnn.SGD(model.parameters()), X, y,
+                validation_split=0.99, verbose=0)
+
+
+def test_empty_sets_and_bad_batch_sizes_get_messages_from_the_function_called():
+    X, y, model = _tiny()
+    with pytest.raises(ValueError, match="evaluate: X has no samples"):
+        fnn.evaluate(model, X[:0], y[:0])
+    with pytest.raises(ValueError, match="fit: X has no samples"):
+        fnn.fit(model, fnn.SoftmaxCrossEntropy(), fnn.SGD(model.parameters()), X[:0], y[:0], verbose=0)
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="predict: batch_size must be a positive integer"):
+            fnn.predict(model, X, batch_size=bad)
+        with pytest.raises(ValueError, match="evaluate: batch_size must be a positive integer"):
+            fnn.evaluate(model, X, y, batch_size=bad)
+    assert fnn.predict(model, X, batch_size=np.int64(7)).shape == (40, 2)
+
+
+# --- optimizer state follows model.to() -------------------------------------------------------
+
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_optimizer_state_moves_with_the_parameters(opt_name):
+    """fit -> to(backend, dtype) -> fit continues with the same velocity / moments, so it
+    ends where an uninterrupted run ends."""
+    X, _, y, _ = _digits()
+    X, y = X[:400], y[:400]
+    others = [b for b in BACKENDS if b not in ("numpy", "python")] or ["numpy"]
+
+    def run(move):
+        model = fnn.Sequential([fnn.Dense(64, 32), fnn.ReLU(), fnn.Dense(32, 10)], backend="numpy", seed=0)
+        opt = (fnn.SGD(model.parameters(), lr=0.05, momentum=0.9) if opt_name == "sgd"
+               else fnn.Adam(model.parameters(), lr=0.01))
+        loss = fnn.SoftmaxCrossEntropy()
+        fnn.fit(model, loss, opt, X, y, epochs=2, batch_size=50, shuffle=False, verbose=0)
+        first = opt.velocity(model.parameters()[0]) if opt_name == "sgd" else opt.moments(model.parameters()[0])[0]
+        before = np.array(first, copy=True)
+        if move:
+            model.to(others[0], "float64")
+            moved = (opt.velocity(model.parameters()[0]) if opt_name == "sgd"
+                     else opt.moments(model.parameters()[0])[0])
+            np.testing.assert_allclose(fnn.get_backend(others[0]).to_host(moved), before, rtol=1e-6)
+            assert moved.dtype == np.float64
+        else:
+            model.to(dtype="float64")
+            model.to("numpy")
+        return fnn.fit(model, loss, opt, X, y, epochs=1, batch_size=50, shuffle=False, verbose=0).loss[-1]
+
+    assert abs(run(True) - run(False)) < 1e-4
+
+
+def test_optimizer_reprs_show_their_settings():
+    model = fnn.Sequential([fnn.Dense(3, 2)])
+    assert repr(fnn.SGD(model.parameters(), lr=0.1, momentum=0.9)) == \
+        "SGD(2 parameters, lr=0.1, momentum=0.9, nesterov=False, weight_decay=0.0)"
+    assert repr(fnn.AdamW(model.parameters())).startswith("AdamW(2 parameters, lr=0.001, betas=(0.9, 0.999)")
+    assert "gamma=0.5" in repr(fnn.StepLR(fnn.SGD(model.parameters()), 2, gamma=0.5))
