@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.fastnn-installed
 # Reinstall when the packaging or the compiled sources change.
 BUILD_INPUTS := pyproject.toml setup.py $(wildcard kernels/_cython/*.pyx kernels/_cython/*.pxd kernels/_cython/*.c kernels/_cython/*.h)
 
-.PHONY: install test test-cuda-sim sanitize demo clean
+.PHONY: install test test-cuda-sim sanitize demo clean distclean
 
 install: $(STAMP)
 
@@ -34,5 +34,17 @@ sanitize: install
 demo: install
 	$(VENV)/bin/fastnn demo
 
+# Build products and caches: the compiled extension, Numba's cache (*.nbi/*.nbc in
+# __pycache__), generated C. The install stamp goes too, so the next `make install`
+# rebuilds the extension the editable install needs.
+SOURCE_DIRS := $(wildcard kernels fastnn benchmarks tests)
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .hypothesis fastnn-out
+	rm -rf build dist *.egg-info .pytest_cache .hypothesis fastnn-out $(STAMP)
+	rm -f kernels/_cython/_kernels.c kernels/_cython/_kernels.html
+	find $(SOURCE_DIRS) -name '*.so' -type f -delete
+	find $(SOURCE_DIRS) -name '*.c.gen' -type f -delete
+	find $(SOURCE_DIRS) -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Everything `make install` made as well: the virtual environment.
+distclean: clean
+	rm -rf $(VENV)
