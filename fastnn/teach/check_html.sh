@@ -9,12 +9,30 @@
 #     the decision-map image, the table's wrong rows and the loss curve each time;
 #  2. loads it at #cp=0 and checks that the first checkpoint is the one on screen;
 #  3. takes screenshots at the first and the last checkpoint (OUTDIR/shot_*.png).
-# Exits non-zero on any failure. Needs chromium (Debian: apt-get install chromium);
-# PYTHON and CHROMIUM override the interpreter and the browser.
+# Exits non-zero on any failure (2: fastnn or the browser is missing). Needs chromium
+# (Debian: apt-get install chromium). The interpreter is $PYTHON, else the project's
+# .venv/bin/python (what `make install` creates), else python3; CHROMIUM overrides the browser.
 set -eu
 
-PYTHON=${PYTHON:-python3}
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x "$REPO/.venv/bin/python" ]; then PYTHON=$REPO/.venv/bin/python; else PYTHON=python3; fi
+fi
 CHROMIUM=${CHROMIUM:-chromium}
+echo "python: $PYTHON"
+if ! why=$("$PYTHON" -c "import fastnn.teach" 2>&1); then
+    why=$(printf '%s\n' "$why" | tail -n 1)
+    case $why in   # the source folder found from the current directory, with no install behind it
+        *"partially initialized module 'fastnn'"*) why="it finds the source folder fastnn/, not an installed fastnn" ;;
+    esac
+    echo "check_html.sh: error: $PYTHON cannot import fastnn ($why); run" \
+         "'make install' (it creates $REPO/.venv) or set PYTHON to the interpreter fastnn is installed in" >&2
+    exit 2
+fi
+if ! command -v "$CHROMIUM" >/dev/null 2>&1; then
+    echo "check_html.sh: error: no browser '$CHROMIUM' (Debian: apt-get install chromium; or set CHROMIUM)" >&2
+    exit 2
+fi
 OUT=${1:-$(mktemp -d)}
 mkdir -p "$OUT"
 PROFILE=$(mktemp -d)
