@@ -16,15 +16,16 @@ For each (case, size, backend) the harness
    last about 20 ms; it reports the median and the min-max of the per-call times.
 
 The table shows the time, a rate (GFLOP/s for matrix products and training, GB/s of
-array traffic for memory-bound kernels), the speed-up over ``python``, the ratio to
-``numpy`` (larger is slower) and, for GEMM, the fraction of the machine's BLAS (NumPy's
-``@`` on one thread unless ``--threads`` says otherwise). ``gemm`` also runs each
+array traffic for memory-bound kernels), the speed-ups over ``python`` and over ``numpy``
+(the other's median time / this one's: higher is faster, as in ``fastnn demo``) and, for
+GEMM, the fraction of the machine's BLAS (NumPy's ``@`` on one thread unless
+``--threads`` says otherwise). ``gemm`` also runs each
 backend's ``GEMM_LADDER`` variants. The interpreted ``python`` backend only runs where
 a call is estimated (from a tiny run) to take at most ``--python-budget`` seconds; other
 sizes are listed as skipped with the estimate, never filled in.
 
 Results go to ``DIR/bench_<kind>.csv``, ``.json`` and ``.png`` (``--out``, default
-``fastnn-out/bench``). The machine is usually shared and noisy: compare medians taken in
+``fastnn-out/bench``); the chart draws the speed-ups over numpy on a linear axis from 0. The machine is usually shared and noisy: compare medians taken in
 one run, never single times across runs.
 """
 
@@ -73,7 +74,7 @@ class Row:
     unit: str = "GFLOP/s"       # or GB/s
     rate: float = None          # work / median, in units of 1e9
     vs_python: float = None     # python time / this time
-    vs_numpy: float = None      # this time / numpy time
+    vs_numpy: float = None      # numpy time / this time (a speed-up, like vs_python)
     of_blas: float = None       # BLAS time / this time (gemm)
     max_error: float = None     # max |result - reference| / max(1, max |reference|)
 
@@ -499,7 +500,7 @@ def run_cases(cases, backends, repeats=5, python_budget=2.0, budget=10.0, dtype=
 
 
 def add_ratios(rows):
-    """Fill rate, speed-up over python, ratio to numpy and fraction of BLAS in place."""
+    """Fill rate, speed-ups over python and numpy and fraction of BLAS in place."""
     base = {}
     for r in rows:
         if r.median_s and not r.variant:
@@ -512,7 +513,7 @@ def add_ratios(rows):
         if key + ("python",) in base:
             r.vs_python = base[key + ("python",)] / r.median_s
         if key + ("numpy",) in base:
-            r.vs_numpy = r.median_s / base[key + ("numpy",)]
+            r.vs_numpy = base[key + ("numpy",)] / r.median_s
         if key + (BLAS,) in base:
             r.of_blas = base[key + (BLAS,)] / r.median_s
     return rows
@@ -601,20 +602,23 @@ def _fmt(value, spec, suffix=""):
 def format_table(rows):
     """The rows as a fixed-width text table (one block per kind)."""
     head = ("case", "size", "backend", "variant", "first call", "median", "min - max", "rate",
-            "vs python", "vs numpy", "of BLAS", "note")
+            "x vs python", "x vs numpy", "of BLAS", "note")
     lines = []
     for r in sort_rows(rows):
         if r.status == "ok":
             cells = (r.case, r.size, r.backend, r.variant, _fmt_time(r.first_s), _fmt_time(r.median_s),
                      f"{_fmt_time(r.min_s)} - {_fmt_time(r.max_s)}", _fmt(r.rate, ".3g", " " + r.unit),
-                     _fmt(r.vs_python, ".3g", "x"), _fmt(r.vs_numpy, ".3g"), _fmt(None if r.of_blas is None else 100 * r.of_blas, ".3g", "%"), "")
+                     _fmt(r.vs_python, ".3g", "x"), _fmt(r.vs_numpy, ".3g", "x"),
+                     _fmt(None if r.of_blas is None else 100 * r.of_blas, ".3g", "%"), "")
         else:
             first = _fmt_time(r.first_s) if r.first_s else "-"
             cells = (r.case, r.size, r.backend, r.variant, first, r.status, "", "", "", "", "", r.note)
         lines.append(cells)
     widths = [max(len(str(c)) for c in col) for col in zip(head, *lines)]
     fmt = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
-    return "\n".join([fmt(head), fmt(["-" * w for w in widths])] + [fmt(c) for c in lines])
+    legend = ("x vs python, x vs numpy: speed-ups, that backend's median time / this one's "
+              "(higher is faster); of BLAS: BLAS time / this one's")
+    return "\n".join([fmt(head), fmt(["-" * w for w in widths])] + [fmt(c) for c in lines] + [legend])
 
 
 def sort_rows(rows):
@@ -654,71 +658,19 @@ def _finite(record):
 
 
 def plot(rows, path, kind, info):
-    """Log-scale bars of the median time per backend and size; for gemm also the ladder
-    (GFLOP/s per variant against size, one line each)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    main = [r for r in rows if not r.variant]
-    cases = list(dict.fromkeys(r.case for r in main))
-    ladder = kind == "gemm" and any(r.variant for r in rows)
-    panels = len(cases) + ladder
-    cols = min(panels, 4)
-    fig, axes = plt.subplots((panels + cols - 1) // cols, cols, figsize=(4.6 * cols, 3.6 * ((panels + cols - 1) // cols)),
-                             squeeze=False)
-    backends = list(dict.fromkeys(r.backend for r in sort_rows(main)))
-    for ax, case in zip(axes.flat, cases):
-        mine = [r for r in main if r.case == case]
-        sizes = list(dict.fromkeys(r.size for r in mine))
-        width = 0.8 / max(1, len(backends))
-        for i, backend in enumerate(backends):
-            for j, size in enumerate(sizes):
-                r = next((r for r in mine if r.backend == backend and r.size == size), None)
-                x = j + i * width
-                if r is not None and r.median_s:
-                    ax.bar(x, r.median_s, width, color=f"C{i}", label=backend if j == 0 else None)
-                elif r is not None:   # skipped / WRONG / error: say so where the bar would be
-                    ax.text(x, 0.02, r.status, rotation=90, transform=ax.get_xaxis_transform(),
-                            ha="center", va="bottom", fontsize=7, color=f"C{i}")
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(sizes))], sizes, fontsize=8)
-        ax.set_yscale("log")
-        ax.set_title(case, fontsize=9)
-        ax.set_ylabel("median seconds per call")
-        ax.grid(axis="y", alpha=0.3)
-    if ladder:
-        ax = axes.flat[len(cases)]
-        lines = {}
-        for r in rows:
-            if r.case == "gemm" and r.rate is not None and len(r.size.split("x")) == 1:
-                label = f"{r.backend} {r.variant or '(gemm)'}" if r.backend != BLAS else BLAS
-                lines.setdefault(label, []).append((int(r.size), r.rate))
-        colors = matplotlib.colormaps["tab20"]
-        for i, (label, points) in enumerate(lines.items()):
-            points.sort()
-            style = "--" if label == BLAS or "(gemm)" in label else "-"
-            ax.plot(*zip(*points), style, marker="o", markersize=3, label=label, color=colors(i % 20))
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("n (square GEMM)")
-        ax.set_ylabel("GFLOP/s")
-        ax.set_title("GEMM ladder", fontsize=9)
-        ax.legend(fontsize=6, ncol=2)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[panels:]:
-        ax.set_visible(False)
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle(f"fastnn bench {kind}: {info.get('dtype')}, {info.get('threads')} thread(s), "
-                 f"median of {info.get('repeats')} samples", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    """The chart (see :func:`fastnn.plots.plot_bench`): speed-ups over numpy per case and
+    size on a linear axis from 0; for gemm also the ladder's GFLOP/s against n."""
+    from .plots import plot_bench
+    title = (f"fastnn bench {kind}: {info.get('dtype')}, {info.get('threads')} thread(s), "
+             f"median of {info.get('repeats')} samples")
+    return plot_bench(sort_rows(rows), path, title, BLAS)
 
 
 # --- command line -------------------------------------------------------------------
 
 def add_commands(subparsers):
     """Register ``fastnn bench`` on the CLI's subparsers."""
+    from .cli import non_negative_float, positive_int
     p = subparsers.add_parser(
         "bench", help="time every backend's kernels side by side (gemm, layers, train)",
         description="Time kernels on every backend with warm-up and repeats; check each against "
@@ -729,11 +681,11 @@ def add_commands(subparsers):
                    help="gemm: n or MxKxN (default 64 128 256 512); layers: n (same default); "
                         "train ignores sizes")
     p.add_argument("--backends", nargs="+", metavar="NAME", help="default: every available backend")
-    p.add_argument("--threads", type=int, default=1, help="BLAS and backend threads")
-    p.add_argument("--repeats", type=int, default=5, help="timed samples per measurement")
+    p.add_argument("--threads", type=positive_int, default=1, help="BLAS and backend threads")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed samples per measurement")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS), help="train only")
-    p.add_argument("--python-budget", type=float, default=2.0, metavar="SECONDS",
+    p.add_argument("--python-budget", type=non_negative_float, default=2.0, metavar="SECONDS",
                    help="largest estimated time per call at which the python backend still runs")
     p.add_argument("--out", default=os.path.join("fastnn-out", "bench"), metavar="DIR",
                    help="folder for bench_<kind>.csv/.json/.png")
@@ -742,10 +694,13 @@ def add_commands(subparsers):
 
 
 def cmd_bench(args):
+    from .cli import writable_folder
     kinds = KINDS if args.kind == "all" else (args.kind,)
-    for kind in kinds:   # refuse bad sizes before any kind has run
+    for kind in kinds:   # refuse bad sizes, backends and folders before any kind has run
         if kind != "train":
             [_parse_size(size, kind) for size in args.sizes or ()]
+    _backends(args.backends, {})
+    writable_folder(args.out)
     failed = False
     for kind in kinds:
         rows, info = run(kind, None if kind == "train" else args.sizes, args.backends, args.threads,

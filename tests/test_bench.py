@@ -143,3 +143,49 @@ def test_device_backend_goes_through_asarray_to_host_and_synchronize(monkeypatch
 def test_bad_arguments_are_clear_errors(tmp_path, capsys, args, message):
     assert _run_cli(tmp_path, *args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_vs_numpy_is_a_speed_up_like_vs_python():
+    rows, _ = bench.run("gemm", sizes=["16"], backends=["python"], repeats=2, progress=False)
+    by = {r.backend: r for r in rows if not r.variant}
+    numpy, python = by["numpy"], by["python"]
+    assert python.vs_numpy == pytest.approx(numpy.median_s / python.median_s)
+    assert python.vs_numpy < 1 < numpy.vs_python   # the interpreted loops are the slower ones
+    table = bench.format_table(rows)
+    head = table.splitlines()[0]
+    assert "x vs numpy" in head and "x vs python" in head and "higher is faster" in table
+
+
+def test_chart_bars_start_at_zero_and_no_label_or_legend_covers_another(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    ladder = {"interpreted": K.get("python").module.gemm, "blas": numpy_backend.gemm}
+    monkeypatch.setattr(numpy_backend, "GEMM_LADDER", ladder, raising=False)
+    rows, info = bench.run("gemm", sizes=["8", "16", "64"], backends=["python"], repeats=2,
+                           python_budget=1e-4, progress=False)
+    assert any(r.status == "skipped" for r in rows)   # python at 64: a label instead of a bar
+    figures, close = [], plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
+    bench.plot(rows, str(tmp_path / "chart.png"), "gemm", info)
+    fig = figures[-1]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    try:
+        bars = next(ax for ax in fig.axes if ax.get_title() == "gemm")
+        assert bars.get_yscale() == "linear" and bars.get_ylim()[0] == 0   # a 26% gap looks like 26%
+        lines = next(ax for ax in fig.axes if ax.get_title() == "GEMM ladder")
+        assert "log scale" in lines.get_ylabel() and "log scale" in lines.get_xlabel()
+        legend = lines.get_legend()
+        assert legend is not None
+        assert not legend.get_window_extent(renderer).overlaps(lines.get_window_extent(renderer))
+        box = bars.get_window_extent(renderer)
+        labels = [bars.yaxis.label, bars.xaxis.label, *bars.get_xticklabels()]
+        skipped = [t for t in bars.texts if t.get_text() == "skipped"]
+        assert skipped
+        for text in skipped:
+            extent = text.get_window_extent(renderer)
+            assert box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0 and extent.y1 <= box.y1
+            assert not any(extent.overlaps(label.get_window_extent(renderer)) for label in labels
+                           if label.get_text())
+    finally:
+        for f in figures:
+            close(f)
