@@ -8,7 +8,8 @@
 Every study returns a :class:`Study`: ``study.data`` holds the curves and measurements,
 ``study.caption`` says in one line what to notice (with the measured numbers), and
 ``study.figure`` is the PNG written when ``out`` (a folder) is given. The numbers are
-deterministic for a given ``seed`` and backend.
+deterministic for a given ``seed`` and backend. ``progress=True`` (the default) draws a bar
+over every run's epochs on stderr when stderr is a terminal.
 """
 
 import math
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .progress import EpochBar
 from .visualizer import DEFAULT_NOISE, LR_PRESETS, make_optimizer, parse_hidden, train_recorded
 
 
@@ -64,13 +66,19 @@ def _epochs_text(n):
     return f"{n} epoch{'s' if n != 1 else ''}"
 
 
+def _bar(name, runs, epochs, progress):
+    """A bar over ``runs`` training runs of ``epochs`` each (``bar.advance_to`` after a run
+    that stopped early)."""
+    return EpochBar(runs * epochs, f"study {name}", enabled=progress)
+
+
 def _finite(values):
     return [v if math.isfinite(v) else float("nan") for v in values]
 
 
 # --- learning rate ---------------------------------------------------------------------------------
 
-def learning_rate(epochs=150, dataset="moons", hidden="8", seed=0, backend=None, out=None):
+def learning_rate(epochs=150, dataset="moons", hidden="8", seed=0, backend=None, out=None, progress=True):
     """The same classifier (2 -> hidden -> 2, tanh) trained with plain SGD at the three
     ``LR_PRESETS``: gentle (too small), balanced (good) and unstable (too large).
 
@@ -82,12 +90,15 @@ def learning_rate(epochs=150, dataset="moons", hidden="8", seed=0, backend=None,
     epochs, backend, hidden = _epochs(epochs, 2), _backend(backend), parse_hidden(hidden)
     X, y = fnn.data.TOY_DATASETS[dataset](n=200, noise=DEFAULT_NOISE[dataset], seed=seed)
     data = {}
-    for name, lr in LR_PRESETS.items():
-        rec, diverged, _ = train_recorded(X, y, hidden, "tanh", lr, epochs, 32, seed, backend, [0], grid=None)
-        loss = rec.epoch_loss
-        data[name] = {"lr": lr, "loss": loss, "accuracy": rec.epoch_accuracy, "diverged_epoch": diverged,
-                      "final_loss": loss[-1] if not diverged else float("inf"),
-                      "rises": int(np.sum(np.diff(loss) > 0))}
+    with _bar("learning-rate", len(LR_PRESETS), epochs, progress) as bar:
+        for i, (name, lr) in enumerate(LR_PRESETS.items()):
+            rec, diverged, _ = train_recorded(X, y, hidden, "tanh", lr, epochs, 32, seed, backend, [0], grid=None,
+                                              callbacks=[bar.callback()])
+            bar.advance_to((i + 1) * epochs)
+            loss = rec.epoch_loss
+            data[name] = {"lr": lr, "loss": loss, "accuracy": rec.epoch_accuracy, "diverged_epoch": diverged,
+                          "final_loss": loss[-1] if not diverged else float("inf"),
+                          "rises": int(np.sum(np.diff(loss) > 0))}
     g, b, u = data["gentle"], data["balanced"], data["unstable"]
     caption = (f"too small a step (lr {g['lr']:g}) creeps down to {g['final_loss']:.3f}; the good one "
                f"(lr {b['lr']:g}) reaches {b['final_loss']:.3f}; too large a step (lr {u['lr']:g}) "
@@ -133,7 +144,8 @@ def _digits_split(n_train, n_val, seed):
     return X_train / 16.0, X_rest[:n_val] / 16.0, y_train, y_rest[:n_val]
 
 
-def overfitting(epochs=200, n_train=100, n_val=500, width=256, lr=1e-3, seed=0, backend=None, out=None):
+def overfitting(epochs=200, n_train=100, n_val=500, width=256, lr=1e-3, seed=0, backend=None, out=None,
+                progress=True):
     """A 64-width-width-10 ReLU network (85k weights for ``width`` 256) trained with Adam
     (``lr``, batch 20) on ``n_train`` digits, validated on ``n_val`` others, four ways:
     no regularisation, dropout 0.5, L2 weight penalty 3e-3, early stopping (patience 15,
@@ -160,21 +172,24 @@ def overfitting(epochs=200, n_train=100, n_val=500, width=256, lr=1e-3, seed=0, 
                 "L2 penalty 3e-3": {"regularizers": [fnn.L2(3e-3)]},
                 "early stopping": {"callbacks": [fnn.EarlyStopping(patience=15, restore_best=True)]}}
     data = {}
-    for name, options in variants.items():
-        m = model(options.get("dropout", 0.0))
-        h = fnn.fit(m, fnn.SoftmaxCrossEntropy(), fnn.Adam(m.parameters(), lr=lr), X_train, y_train,
-                    epochs=epochs, batch_size=20, validation_data=(X_val, y_val), seed=seed, verbose=0,
-                    regularizers=options.get("regularizers", ()), callbacks=options.get("callbacks", ()))
-        val = np.array(h.val_loss)
-        entry = {"loss": h.loss, "val_loss": h.val_loss, "accuracy": h.accuracy, "val_accuracy": h.val_accuracy,
-                 "best_epoch": int(val.argmin()) + 1, "best_val_loss": float(val.min()),
-                 "final_val_loss": float(val[-1]), "final_val_accuracy": float(h.val_accuracy[-1]),
-                 "final_train_accuracy": float(h.accuracy[-1])}
-        if "callbacks" in options:
-            restored = fnn.evaluate(m, X_val, y_val)
-            entry.update({"stopped_epoch": (h.stopped_epoch + 1) if h.stopped_epoch is not None else None,
-                          "restored": restored})
-        data[name] = entry
+    with _bar("overfitting", len(variants), epochs, progress) as bar:
+        for i, (name, options) in enumerate(variants.items()):
+            m = model(options.get("dropout", 0.0))
+            h = fnn.fit(m, fnn.SoftmaxCrossEntropy(), fnn.Adam(m.parameters(), lr=lr), X_train, y_train,
+                        epochs=epochs, batch_size=20, validation_data=(X_val, y_val), seed=seed, verbose=0,
+                        regularizers=options.get("regularizers", ()),
+                        callbacks=[*options.get("callbacks", ()), bar.callback()])
+            bar.advance_to((i + 1) * epochs)
+            val = np.array(h.val_loss)
+            entry = {"loss": h.loss, "val_loss": h.val_loss, "accuracy": h.accuracy, "val_accuracy": h.val_accuracy,
+                     "best_epoch": int(val.argmin()) + 1, "best_val_loss": float(val.min()),
+                     "final_val_loss": float(val[-1]), "final_val_accuracy": float(h.val_accuracy[-1]),
+                     "final_train_accuracy": float(h.accuracy[-1])}
+            if "callbacks" in options:
+                restored = fnn.evaluate(m, X_val, y_val)
+                entry.update({"stopped_epoch": (h.stopped_epoch + 1) if h.stopped_epoch is not None else None,
+                              "restored": restored})
+            data[name] = entry
     none, drop, l2, early = data.values()
     stop = early["stopped_epoch"]
     climbs = "climbs to" if none["final_val_loss"] > 1.02 * none["best_val_loss"] else "is still near it at"
@@ -265,7 +280,8 @@ def gradient_norms(model, X, y):
     return [float(np.linalg.norm(d.weight.grad)) for d in dense_layers(model)]
 
 
-def vanishing_gradients(epochs=8, depth=12, width=32, batch=256, lr=0.02, seed=0, backend=None, out=None):
+def vanishing_gradients(epochs=8, depth=12, width=32, batch=256, lr=0.02, seed=0, backend=None, out=None,
+                        progress=True):
     """Deep networks (``depth`` Dense layers of ``width``) on the digits: per-layer
     gradient norms at initialisation and after ``epochs`` epochs of SGD (momentum 0.9),
     and the loss curves, for each of ``VANISHING_VARIANTS``.
@@ -281,18 +297,20 @@ def vanishing_gradients(epochs=8, depth=12, width=32, batch=256, lr=0.02, seed=0
     X, y = fnn.data.load_digits()
     X = X / 16.0
     data = {}
-    for variant in VANISHING_VARIANTS:
-        model = deep_network(variant, depth, width, backend=backend, seed=seed)
-        grad_init = gradient_norms(model, X[:batch], y[:batch])
-        opt = fnn.SGD(model.parameters(), lr=lr, momentum=0.9)
-        try:
-            h = fnn.fit(model, fnn.SoftmaxCrossEntropy(), opt, X, y, epochs=epochs, batch_size=64, seed=seed,
-                        verbose=0)
-            loss = h.loss
-        except FloatingPointError:
-            loss = [float("nan")]
-        data[variant] = {"grad_init": grad_init, "grad_trained": gradient_norms(model, X[:batch], y[:batch]),
-                         "first_over_last": grad_init[0] / grad_init[-1], "loss": loss}
+    with _bar("vanishing-gradients", len(VANISHING_VARIANTS), epochs, progress) as bar:
+        for i, variant in enumerate(VANISHING_VARIANTS):
+            model = deep_network(variant, depth, width, backend=backend, seed=seed)
+            grad_init = gradient_norms(model, X[:batch], y[:batch])
+            opt = fnn.SGD(model.parameters(), lr=lr, momentum=0.9)
+            try:
+                h = fnn.fit(model, fnn.SoftmaxCrossEntropy(), opt, X, y, epochs=epochs, batch_size=64, seed=seed,
+                            verbose=0, callbacks=[bar.callback()])
+                loss = h.loss
+            except FloatingPointError:
+                loss = [float("nan")]
+            bar.advance_to((i + 1) * epochs)
+            data[variant] = {"grad_init": grad_init, "grad_trained": gradient_norms(model, X[:batch], y[:batch]),
+                             "first_over_last": grad_init[0] / grad_init[-1], "loss": loss}
     sig, res = data["sigmoid"], data["ReLU + residual"]
     others = [v for v in VANISHING_VARIANTS if v != "sigmoid"]
     spread = max(max(data[v]["first_over_last"], 1 / data[v]["first_over_last"]) for v in others)
@@ -336,7 +354,7 @@ def vanishing_gradients(epochs=8, depth=12, width=32, batch=256, lr=0.02, seed=0
 
 # --- optimizers ----------------------------------------------------------------------------------------
 
-def optimizers(epochs=60, hidden="32,32", seed=0, backend=None, out=None):
+def optimizers(epochs=60, hidden="32,32", seed=0, backend=None, out=None, progress=True):
     """Plain SGD (lr 0.05), SGD with momentum 0.9 (lr 0.05) and Adam (lr 0.005) train the
     same ReLU network from the same initial weights on the two-arm spirals (400 points).
 
@@ -349,11 +367,13 @@ def optimizers(epochs=60, hidden="32,32", seed=0, backend=None, out=None):
                "SGD + momentum 0.9 (lr 0.05)": make_optimizer("momentum", 0.05),
                "Adam (lr 0.005)": make_optimizer("adam", 0.005)}
     data = {}
-    for name, make in choices.items():
-        rec, diverged, _ = train_recorded(X, y, hidden, "relu", None, epochs, 32, seed, backend, [0], grid=None,
-                                          optimizer=make)
-        data[name] = {"loss": rec.epoch_loss, "accuracy": rec.epoch_accuracy, "diverged_epoch": diverged,
-                      "final_loss": rec.epoch_loss[-1] if not diverged else float("inf")}
+    with _bar("optimizers", len(choices), epochs, progress) as bar:
+        for i, (name, make) in enumerate(choices.items()):
+            rec, diverged, _ = train_recorded(X, y, hidden, "relu", None, epochs, 32, seed, backend, [0],
+                                              grid=None, optimizer=make, callbacks=[bar.callback()])
+            bar.advance_to((i + 1) * epochs)
+            data[name] = {"loss": rec.epoch_loss, "accuracy": rec.epoch_accuracy, "diverged_epoch": diverged,
+                          "final_loss": rec.epoch_loss[-1] if not diverged else float("inf")}
     (sgd_name, sgd), (mom_name, mom), (adam_name, adam) = data.items()
     left = max(mom["final_loss"], adam["final_loss"]) < 0.8 * sgd["final_loss"]
     caption = (f"from the same start, plain SGD is still on the plateau after {_epochs_text(epochs)} (loss "

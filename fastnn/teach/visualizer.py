@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..training import Callback
+from .progress import EpochBar
 
 # Plain SGD step sizes that show the three classic behaviours on these toy sets.
 LR_PRESETS = {"gentle": 0.02, "balanced": 0.5, "unstable": 30.0}
@@ -245,13 +246,14 @@ def make_grid(X, size, pad=0.4):
 
 
 def train_recorded(X, y, hidden=(8,), activation="tanh", lr=0.5, epochs=200, batch_size=32, seed=0,
-                   backend=None, checkpoints=(0,), grid=60, optimizer=None):
+                   backend=None, checkpoints=(0,), grid=60, optimizer=None, callbacks=()):
     """Train the toy classifier on (X, y) with SGD at ``lr``; snapshot at ``checkpoints``.
 
     Returns ``(recorder, diverged_epoch, extent)``: the recorder's ``epoch_loss``,
     ``epoch_accuracy`` and ``checkpoints`` (a list of :class:`Checkpoint`). A run whose
     loss becomes NaN/Inf is stopped there and reported, not raised. ``grid=None``
-    skips the decision maps. ``optimizer(params)`` replaces SGD when given.
+    skips the decision maps. ``optimizer(params)`` replaces SGD when given; ``callbacks``
+    go to ``fit`` after the recorder.
     """
     import fastnn as fnn
     model = build_classifier(hidden, activation, X.shape[1], 2, backend, seed)
@@ -262,7 +264,7 @@ def train_recorded(X, y, hidden=(8,), activation="tanh", lr=0.5, epochs=200, bat
     try:
         with np.errstate(all="ignore"):   # an unstable run overflows on purpose; fit reports it
             fnn.fit(model, fnn.SoftmaxCrossEntropy(), opt, X, y, epochs=epochs, batch_size=batch_size,
-                    seed=seed, callbacks=[recorder], verbose=0)
+                    seed=seed, callbacks=[recorder, *callbacks], verbose=0)
     except FloatingPointError:
         diverged_epoch = len(recorder.epoch_loss) + 1
     return recorder, diverged_epoch, extent
@@ -278,7 +280,8 @@ def make_optimizer(name, lr):
 
 
 def visualize(dataset="moons", hidden="8", lr="balanced", epochs=200, activation="tanh", n=200, noise=None,
-              batch_size=32, checkpoints=12, grid=80, seed=0, backend=None, out=None, optimizer="sgd"):
+              batch_size=32, checkpoints=12, grid=80, seed=0, backend=None, out=None, optimizer="sgd",
+              progress=True):
     """Train a small classifier on a 2-D toy set and record how it learns.
 
     ``dataset``: a name in ``fnn.data.TOY_DATASETS`` (xor, moons, circles, spirals),
@@ -288,7 +291,8 @@ def visualize(dataset="moons", hidden="8", lr="balanced", epochs=200, activation
     (geometrically spaced epochs, 0 included) with the decision map on a
     ``grid`` x ``grid`` raster. ``optimizer``: "sgd" (plain, the default: the presets
     are tuned for it), "momentum" or "adam". With ``out`` (a folder) the loss PNG, the decision-map
-    PNG and the HTML page are written there (paths in ``run.files``).
+    PNG and the HTML page are written there (paths in ``run.files``). ``progress``: a bar over
+    the epochs on stderr, when stderr is a terminal.
 
     Returns a :class:`VisualRun`.
     """
@@ -310,8 +314,10 @@ def visualize(dataset="moons", hidden="8", lr="balanced", epochs=200, activation
         raise ValueError(f"visualize draws two-class problems; {dataset} gave classes {np.unique(y).tolist()}")
     backend = fnn.kernels.resolve(backend or fnn.get_backend_name())
     at = checkpoint_epochs(epochs, checkpoints)
-    recorder, diverged_epoch, extent = train_recorded(X, y, hidden, activation, lr_value, epochs, batch_size,
-                                                      seed, backend, at, grid, optimizer=make)
+    with EpochBar(epochs, f"visualize {dataset}", enabled=progress) as bar:
+        recorder, diverged_epoch, extent = train_recorded(X, y, hidden, activation, lr_value, epochs, batch_size,
+                                                          seed, backend, at, grid, optimizer=make,
+                                                          callbacks=[bar.callback()])
     run = VisualRun(dataset, hidden, activation, lr_value, lr_name, epochs, batch_size, backend, seed, X, y,
                     extent, recorder.epoch_loss, recorder.epoch_accuracy, recorder.checkpoints, diverged_epoch,
                     optimizer=optimizer)
