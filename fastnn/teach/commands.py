@@ -3,7 +3,6 @@
 ``fastnn.cli`` calls :func:`add_commands` with its argparse sub-parsers.
 """
 
-import argparse
 import os
 import sys
 
@@ -25,6 +24,7 @@ def _use_backend(name):
 # --- neuron ----------------------------------------------------------------------------------
 
 def _add_neuron(sub):
+    from ..cli import non_negative_int, positive_float, positive_int
     from .neuron import ACTIVATIONS
     p = sub.add_parser("neuron", help="one neuron's forward pass (and a learning step), worked by hand",
                        description="Show one neuron's weighted sum, activation and confidence. With --target, "
@@ -35,13 +35,22 @@ def _add_neuron(sub):
     p.add_argument("--bias", type=float, default=0.0)
     p.add_argument("--activation", default="sigmoid", choices=ACTIVATIONS)
     p.add_argument("--target", type=float, help="desired output: adds the loss, backward pass and one update")
-    p.add_argument("--lr", type=float, default=0.5, help="step size of that update (default 0.5)")
-    p.add_argument("--hidden", type=int, nargs="?", const=3, metavar="H",
+    p.add_argument("--lr", type=positive_float, default=0.5, help="step size of that update (default 0.5)")
+    p.add_argument("--hidden", type=positive_int, nargs="?", const=3, metavar="H",
                    help="show a network inputs -> H hidden (default 3) -> 1 with seeded weights instead")
-    p.add_argument("--seed", type=int, default=0, help="seed of the --hidden network's weights")
-    p.add_argument("--decimals", type=int, default=2)
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the --hidden network's weights")
+    p.add_argument("--decimals", type=_decimals, default=2, help="digits after the point, 0-12 (default 2)")
     p.add_argument("--backend", default="auto")
     p.set_defaults(func=cmd_neuron)
+
+
+def _decimals(text):
+    import argparse
+    from ..cli import non_negative_int
+    value = non_negative_int(text)
+    if value > 12:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 12, got {text!r}")
+    return value
 
 
 def cmd_neuron(args):
@@ -62,6 +71,7 @@ def cmd_neuron(args):
 # --- visualize ----------------------------------------------------------------------------------
 
 def _add_visualize(sub):
+    from ..cli import non_negative_float, non_negative_int, positive_int
     from .visualizer import DEFAULT_NOISE, HIDDEN_ACTIVATIONS, LR_PRESETS, OPTIMIZERS
     presets = ", ".join(f"{k}={v:g}" for k, v in LR_PRESETS.items())
     p = sub.add_parser("visualize", help="train a small classifier on a 2-D toy set and draw how it learns",
@@ -73,23 +83,27 @@ def _add_visualize(sub):
     p.add_argument("--lr", default="balanced", help=f"a preset ({presets}) or a number")
     p.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS,
                    help="sgd (plain: the presets are tuned for it), momentum (0.9) or adam")
-    p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--n", type=int, default=200, help="number of points")
-    p.add_argument("--noise", type=float, help="point noise (default per data set)")
-    p.add_argument("--checkpoints", type=int, default=12, help="snapshots, epoch 0 included (default 12)")
-    p.add_argument("--grid", type=int, default=80, help="decision-map resolution (default 80)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=positive_int, default=200)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--n", type=positive_int, default=200, help="number of points (at least 4)")
+    p.add_argument("--noise", type=non_negative_float, help="point noise (default per data set)")
+    p.add_argument("--checkpoints", type=positive_int, default=12,
+                   help="snapshots, epoch 0 included (at least 2; default 12)")
+    p.add_argument("--grid", type=positive_int, default=80, help="decision-map resolution (at least 2; default 80)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--backend", default="auto")
     p.add_argument("--out", default=os.path.join("fastnn-out", "visualize"), help="folder for the PNGs and HTML")
     p.set_defaults(func=cmd_visualize)
 
 
 def cmd_visualize(args):
+    from ..cli import writable_folder
     from .visualizer import visualize
     backend = _use_backend(args.backend)
+    writable_folder(args.out)
     run = visualize(args.dataset, args.hidden, args.lr, args.epochs, args.activation, args.n, args.noise,
-                    args.batch_size, args.checkpoints, args.grid, args.seed, backend, args.out, args.optimizer)
+                    args.batch_size, args.checkpoints, args.grid, args.seed, backend, args.out, args.optimizer,
+                    progress=True)
     print(f"{run.title}: {len(run.X)} points, batch {run.batch_size}, backend {run.backend}")
     print(f"{'epoch':>6} {'loss':>10} {'accuracy':>9}")
     for cp in run.checkpoints:
@@ -105,13 +119,14 @@ def cmd_visualize(args):
 # --- study -----------------------------------------------------------------------------------------
 
 def _add_study(sub):
+    from ..cli import non_negative_int, positive_int
     from .studies import STUDIES
     p = sub.add_parser("study", help="run a classic training study and plot it",
                        description="learning-rate, overfitting, vanishing-gradients, optimizers (or all): "
                        "prints the measurements and writes a PNG with a caption saying what to notice.")
     p.add_argument("name", choices=[*STUDIES, "all"])
-    p.add_argument("--epochs", type=int, help="override the study's default number of epochs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=positive_int, help="override the study's default number of epochs")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--backend", default="auto")
     p.add_argument("--out", default=os.path.join("fastnn-out", "studies"), help="folder for the PNGs")
     p.set_defaults(func=cmd_study)
@@ -149,11 +164,13 @@ def _summary(study):
 
 
 def cmd_study(args):
+    from ..cli import writable_folder
     from .studies import STUDIES, run_study
     backend = _use_backend(args.backend)
     names = list(STUDIES) if args.name == "all" else [args.name]
+    writable_folder(args.out)
     for name in names:
-        options = {"seed": args.seed, "backend": backend, "out": args.out}
+        options = {"seed": args.seed, "backend": backend, "out": args.out, "progress": True}
         if args.epochs is not None:
             options["epochs"] = args.epochs
         study = run_study(name, **options)
@@ -168,14 +185,10 @@ def cmd_study(args):
 def main(argv=None):
     """Run one of these commands on its own, with ``fastnn``'s error handling (bad input: a
     one-line message and exit status 2)."""
-    parser = argparse.ArgumentParser(prog="fastnn")
+    from ..cli import ArgumentParser, run_command
+    parser = ArgumentParser(prog="fastnn")
     add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, TypeError, RuntimeError) as exc:
-        print(f"fastnn {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
