@@ -10,6 +10,8 @@ import numpy as np
 
 from .backend import get_backend
 
+__all__ = ["Loss", "SoftmaxCrossEntropy", "MSE", "BinaryCrossEntropy", "LOSSES", "Penalty", "L1", "L2"]
+
 
 def _is_array(a):
     return isinstance(a, np.ndarray) or hasattr(a, "__cuda_array_interface__")
@@ -53,6 +55,11 @@ class Loss:
 
     def get_config(self):
         return {}
+
+    def __repr__(self):
+        """``MSE()``, or ``MSE(backend='numba')`` when a backend was chosen."""
+        args = {**self.get_config(), **({"backend": self.backend_name} if self.backend_name else {})}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -197,6 +204,9 @@ class Penalty:
     def add_grad(self, params):
         for p in self.targets(params):
             get_backend(p.backend_name).penalty_grad(p.value, p.gradient, self.l1, self.l2)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.strength!r})"
 
 
 class L1(Penalty):
