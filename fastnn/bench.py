@@ -19,14 +19,15 @@ The table shows the time, a rate (GFLOP/s for matrix products and training, GB/s
 array traffic for memory-bound kernels), the speed-ups over ``python`` and over ``numpy``
 (the other's median time / this one's: higher is faster, as in ``fastnn demo``) and, for
 GEMM, the fraction of the machine's BLAS (NumPy's ``@`` on one thread unless
-``--threads`` says otherwise). ``gemm`` also runs each
-backend's ``GEMM_LADDER`` variants. The interpreted ``python`` backend only runs where
-a call is estimated (from a tiny run) to take at most ``--python-budget`` seconds; other
-sizes are listed as skipped with the estimate, never filled in.
+``--threads`` says otherwise). ``gemm`` also runs each backend's ``GEMM_LADDER``
+variants. The interpreted ``python`` backend only runs where a call is estimated (from
+a tiny run) to take at most ``--python-budget`` seconds; other sizes are listed as
+skipped with the estimate, never filled in.
 
 Results go to ``DIR/bench_<kind>.csv``, ``.json`` and ``.png`` (``--out``, default
-``fastnn-out/bench``); the chart draws the speed-ups over numpy on a linear axis from 0. The machine is usually shared and noisy: compare medians taken in
-one run, never single times across runs.
+``fastnn-out/bench``); the chart draws the speed-ups over numpy on a linear axis from 0.
+The machine is usually shared and noisy: compare medians taken in one run, never single
+times across runs.
 """
 
 import argparse

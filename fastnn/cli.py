@@ -111,17 +111,38 @@ def _add_train(sub):
     p.set_defaults(func=cmd_train)
 
 
-def load_dataset(name, seed=0):
-    """(X_train, X_test, y_train, y_test), standardised on the training part."""
+def load_dataset(name, seed=0, with_scaler=False):
+    """(X_train, X_test, y_train, y_test), standardised on the training part; with
+    ``with_scaler`` also the fitted ``data.Standardizer``."""
     from . import data
     X, y = data.load_digits() if name == "digits" else data.TOY_DATASETS[name](n=600, seed=seed)
     X_train, X_test, y_train, y_test = data.train_test_split(X, y, test_size=0.2, seed=seed, stratify=True)
     scaler = data.Standardizer().fit(X_train)
-    return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
+    split = (scaler.transform(X_train), scaler.transform(X_test), y_train, y_test)
+    return split + (scaler,) if with_scaler else split
 
 
-def build_mlp(n_in, hidden, n_out, backend, seed):
-    """Dense/ReLU stack: n_in -> hidden... -> n_out (logits)."""
+def with_standardizer(model, scaler):
+    """An MLP from :func:`build_mlp` with the fitted ``scaler`` as its first layer, the
+    same weights after it: a model that takes raw inputs. The model itself where the
+    library has no such layer (``scaler.as_layer``)."""
+    import fastnn as fnn
+    as_layer = getattr(scaler, "as_layer", None)
+    if as_layer is None:
+        return model
+    # fresh layers, not model.layers: a container names its layers' parameters by position
+    dense = [layer for layer in model.layers if isinstance(layer, fnn.Dense)]
+    widths = [dense[0].in_features] + [d.out_features for d in dense]
+    layers = [as_layer(backend=model.backend_name, dtype=model.dtype)]
+    layers += mlp_layers(widths[0], widths[1:-1], widths[-1], model.backend_name)
+    raw = fnn.Sequential(layers, backend=model.backend_name)
+    for new, old in zip(raw.parameters(), model.parameters(), strict=True):
+        new.data = old.data
+    return raw
+
+
+def mlp_layers(n_in, hidden, n_out, backend):
+    """The layers of a Dense/ReLU stack n_in -> hidden... -> n_out (logits)."""
     import fastnn as fnn
     check_model_size([n_in, *hidden, n_out])
     layers, width = [], n_in
@@ -129,14 +150,20 @@ def build_mlp(n_in, hidden, n_out, backend, seed):
         layers += [fnn.Dense(width, h, backend=backend), fnn.ReLU(backend=backend)]
         width = h
     layers.append(fnn.Dense(width, n_out, backend=backend))
-    return fnn.Sequential(layers, backend=backend, seed=seed)
+    return layers
+
+
+def build_mlp(n_in, hidden, n_out, backend, seed):
+    """Dense/ReLU stack: n_in -> hidden... -> n_out (logits), initialised from ``seed``."""
+    import fastnn as fnn
+    return fnn.Sequential(mlp_layers(n_in, hidden, n_out, backend), backend=backend, seed=seed)
 
 
 def train_once(dataset, backend, epochs, hidden, lr, batch_size, seed, momentum=0.0, optimizer="sgd",
                verbose=1, callbacks=()):
-    """Train one MLP; returns (model, history, test metrics, seconds)."""
+    """Train one MLP; returns (model, history, test metrics, seconds, the fitted standardiser)."""
     import fastnn as fnn
-    X_train, X_test, y_train, y_test = load_dataset(dataset, seed)
+    X_train, X_test, y_train, y_test, scaler = load_dataset(dataset, seed, with_scaler=True)
     n_classes = int(y_train.max()) + 1
     model = build_mlp(X_train.shape[1], hidden, n_classes, backend, seed)
     params = model.parameters()
@@ -147,7 +174,7 @@ def train_once(dataset, backend, epochs, hidden, lr, batch_size, seed, momentum=
                       batch_size=batch_size, validation_split=0.1, seed=seed, verbose=verbose,
                       callbacks=callbacks)
     seconds = time.perf_counter() - start
-    return model, history, fnn.evaluate(model, X_test, y_test), seconds
+    return model, history, fnn.evaluate(model, X_test, y_test), seconds, scaler
 
 
 def cmd_train(args):
@@ -163,14 +190,17 @@ def cmd_train(args):
     print(f"training {args.dataset} on backend {backend!r}: hidden {hidden}, lr {args.lr}, "
           f"{args.epochs} epochs, batch {args.batch_size}", flush=True)
     with np.errstate(all="ignore"):   # a diverging run is reported by fit, in one line
-        model, history, test, seconds = train_once(args.dataset, backend, args.epochs, args.hidden,
-                                                   args.lr, args.batch_size, args.seed, args.momentum,
-                                                   args.optimizer, verbose=2 if not sys.stderr.isatty() else 1)
+        model, history, test, seconds, scaler = train_once(args.dataset, backend, args.epochs, args.hidden,
+                                                           args.lr, args.batch_size, args.seed, args.momentum,
+                                                           args.optimizer,
+                                                           verbose=2 if not sys.stderr.isatty() else 1)
     print(f"done in {seconds:.2f} s; final train loss {history.loss[-1]:.4f}")
     print(f"test accuracy {test['accuracy']:.4f}  test loss {test['loss']:.4f}")
     if args.save:
-        model.save(args.save)
-        print(f"model saved to {args.save}")
+        saved = with_standardizer(model, scaler)
+        saved.save(args.save)
+        print(f"model saved to {args.save}" + (" (its first layer standardises raw inputs as in training)"
+                                               if saved is not model else ""))
     if args.plot:
         history.plot(args.plot, title=f"{args.dataset} on {backend}")
         print(f"curves written to {args.plot}")
@@ -280,9 +310,9 @@ def cmd_demo(args):
         compiled = warm_backend(name)   # JIT time: reported, not in the timing
         with EpochBar(args.epochs, f"{name}: training") as bar, np.errstate(all="ignore"):
             try:
-                _, history, test, seconds = train_once("digits", name, args.epochs, [args.hidden], args.lr,
-                                                       32, seed=0, momentum=0.9, verbose=0,
-                                                       callbacks=[bar.callback()])
+                _, history, test, seconds, _ = train_once("digits", name, args.epochs, [args.hidden], args.lr,
+                                                          32, seed=0, momentum=0.9, verbose=0,
+                                                          callbacks=[bar.callback()])
             except FloatingPointError as exc:   # a broken kernel or a step too large
                 broken.append(name)
                 print(f"  {name:<7} training broke: {exc}", flush=True)

@@ -76,10 +76,14 @@ def test_demo_and_warmup_say_the_numba_kernels_compile_when_the_cache_is_cold(tm
 
 
 @pytest.mark.skipif(not HAS_NUMBA, reason="needs the numba backend")
-def test_the_numba_cache_state_can_be_read_with_this_numba():
+def test_the_numba_cache_state_can_be_read_with_this_numba(tmp_path):
     from fastnn.teach import progress
     assert progress.numba_cache_is_cold() in (True, False)   # None: the cache index could not be read
     assert progress.compile_notice("numpy") is None and progress.compile_notice("python") is None
+    empty = subprocess.run([sys.executable, "-c", "from fastnn.teach.progress import compile_notice; "
+                            "print(compile_notice('numba'))"], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)})   # a cache with nothing in it
+    assert "numba: compiling the numba kernels: about 1-3 minutes" in empty.stdout, empty.stderr
 
 
 def test_study_draws_a_progress_bar_over_every_runs_epochs(tmp_path, monkeypatch, capsys):
@@ -272,3 +276,17 @@ def test_make_clean_removes_build_products_and_distclean_the_venv(tmp_path):
     assert [n for n in kept if not (tmp_path / n).exists()] == []
     subprocess.run(["make", "distclean"], cwd=tmp_path, check=True, capture_output=True, timeout=60)
     assert not (tmp_path / ".venv").exists() and (tmp_path / "kernels/_cython/gemm.c").exists()
+
+
+# --- 9. a saved model takes raw inputs ---------------------------------------------------------------
+
+def test_train_save_stores_the_standardiser_so_raw_inputs_give_the_reported_accuracy(tmp_path, capsys):
+    path = tmp_path / "digits.npz"
+    assert main(["train", "--dataset", "digits", "--backend", "numpy", "--epochs", "2", "--hidden", "16",
+                 "--save", str(path)]) == 0
+    reported = float(capsys.readouterr().out.split("test accuracy")[1].split()[0])
+    X, y = fnn.data.load_digits()
+    _, X_test, _, y_test = fnn.data.train_test_split(X, y, test_size=0.2, seed=0, stratify=True)
+    model = fnn.load(str(path), backend="numpy")
+    assert type(model.layers[0]).__name__ == "Standardize"
+    assert fnn.evaluate(model, X_test, y_test)["accuracy"] == pytest.approx(reported, abs=6e-5)   # raw pixels
