@@ -10,6 +10,12 @@ import struct
 
 import numpy as np
 
+__all__ = [
+    "load_digits", "make_xor", "make_moons", "make_circles", "make_spirals", "TOY_DATASETS",
+    "read_idx", "load_mnist", "MAX_IDX_BYTES", "train_test_split", "Standardizer", "MinMaxScaler",
+    "one_hot", "batches",
+]
+
 _HERE = os.path.dirname(__file__)
 
 
@@ -78,34 +84,54 @@ TOY_DATASETS = {"xor": make_xor, "moons": make_moons, "circles": make_circles, "
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def read_idx(path):
+MAX_IDX_BYTES = 1 << 30   # the largest IDX payload read_idx accepts unless told more (1 GiB)
+
+
+def read_idx(path, max_bytes=MAX_IDX_BYTES):
     """Read an IDX file (the MNIST format), plain or gzip-compressed (``.gz``).
 
+    Returns an array of the shape and type the header declares (native byte order).
+    The header is checked first: a payload larger than ``max_bytes`` (default
+    MAX_IDX_BYTES, 1 GiB; MNIST's training images take 47 MB) is refused before anything
+    is decompressed, and no more than the declared size is ever read.
+
     Raises ValueError with the reason for a foreign file (wrong magic number or type
-    code), a truncated one, or one with trailing bytes.
+    code), a truncated one, one with trailing bytes, or one declaring too much data.
     """
     opener = gzip.open if str(path).endswith(".gz") else open
+    kind = "gzip IDX" if opener is gzip.open else "IDX"
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
+            return _read_idx(f, path, max_bytes)
     except (OSError, EOFError) as exc:   # includes gzip's BadGzipFile and truncated streams
-        raise ValueError(f"{path}: cannot read as {'gzip ' if opener is gzip.open else ''}IDX: {exc}") from exc
-    if len(raw) < 4:
-        raise ValueError(f"{path}: too short to be an IDX file ({len(raw)} bytes)")
-    zero, code, ndim = struct.unpack(">HBB", raw[:4])
+        raise ValueError(f"{path}: cannot read as {kind}: {exc}") from exc
+
+
+def _read_idx(f, path, max_bytes):
+    magic = f.read(4)
+    if len(magic) < 4:
+        raise ValueError(f"{path}: too short to be an IDX file ({len(magic)} bytes)")
+    zero, code, ndim = struct.unpack(">HBB", magic)
     if zero != 0 or code not in _IDX_TYPES or not 1 <= ndim <= 4:
-        raise ValueError(f"{path}: not an IDX file (magic bytes {raw[:4].hex()}; expected 0000 "
+        raise ValueError(f"{path}: not an IDX file (magic bytes {magic.hex()}; expected 0000 "
                          "followed by a type code 08-0e and 1-4 dimensions)")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
+    dims = f.read(4 * ndim)
+    if len(dims) < 4 * ndim:
         raise ValueError(f"{path}: truncated IDX header")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    shape = struct.unpack(f">{ndim}I", dims)
     dtype = np.dtype(_IDX_TYPES[code])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
-    if len(raw) != expected:
-        raise ValueError(f"{path}: IDX header promises shape {shape} ({expected} bytes) but the file "
-                         f"has {len(raw)} bytes ({'truncated' if len(raw) < expected else 'trailing data'})")
-    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    header = 4 + 4 * ndim
+    if size > max_bytes:
+        raise ValueError(f"{path}: IDX header declares shape {shape} ({size:,} bytes of data), more than "
+                         f"max_bytes={max_bytes:,} (fastnn.data.MAX_IDX_BYTES); pass a larger max_bytes "
+                         "to read_idx to read it")
+    raw = f.read(size + 1)
+    if len(raw) != size:
+        found = f"{header + len(raw)} bytes" if len(raw) < size else "more"
+        raise ValueError(f"{path}: IDX header promises shape {shape} ({header + size} bytes) but the file "
+                         f"has {found} ({'truncated' if len(raw) < size else 'trailing data'})")
+    return np.frombuffer(raw, dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def load_mnist(images_path, labels_path):
@@ -173,6 +199,26 @@ class _Scaler:
     def fit_transform(self, X):
         return self.fit(X).transform(X)
 
+    def _params(self):
+        return ""
+
+    def __repr__(self):
+        """``Standardizer()`` before fit; ``Standardizer(fitted on 64 features)`` after."""
+        args = [self._params()] if self._params() else []
+        if hasattr(self, "n_features_"):
+            args.append(f"fitted on {self.n_features_} features")
+        return f"{type(self).__name__}({', '.join(args)})"
+
+    def as_layer(self, backend=None, dtype="float32"):
+        """A ``fastnn.layers.Standardize`` layer computing this scaler's ``transform``:
+        prepend it to a model (``Sequential([scaler.as_layer(), ...])``) so that the
+        saved model takes raw inputs. RuntimeError before ``fit``."""
+        from ..layers import Standardize
+        if not hasattr(self, "n_features_"):
+            raise RuntimeError(f"{type(self).__name__}: call fit(X_train) before as_layer")
+        mean, std = self._shift_scale()
+        return Standardize(mean, std, backend=backend, dtype=dtype)
+
 
 class Standardizer(_Scaler):
     """Per-feature z-score: (x - mean) / std, statistics from ``fit``. Constant features
@@ -190,6 +236,9 @@ class Standardizer(_Scaler):
 
     def inverse_transform(self, Z):
         return (self._fitted(Z) * self.std_ + self.mean_).astype(np.float32)
+
+    def _shift_scale(self):
+        return self.mean_, self.std_
 
 
 class MinMaxScaler(_Scaler):
@@ -210,6 +259,15 @@ class MinMaxScaler(_Scaler):
     def transform(self, X):
         lo, hi = self.feature_range
         return ((self._fitted(X) - self.min_) / self.span_ * (hi - lo) + lo).astype(np.float32)
+
+    def _params(self):
+        return "" if self.feature_range == (0.0, 1.0) else f"feature_range={self.feature_range}"
+
+    def _shift_scale(self):
+        # (x - min) / span * (hi - lo) + lo  ==  (x - (min - lo * s)) / s  with  s = span / (hi - lo)
+        lo, hi = self.feature_range
+        scale = self.span_ / (hi - lo)
+        return self.min_ - lo * scale, scale
 
 
 def one_hot(y, num_classes=None, dtype=np.float32):
