@@ -38,6 +38,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 import types
 import zlib
@@ -696,12 +697,17 @@ def add_commands(subparsers):
 
 def cmd_bench(args):
     from .cli import writable_folder
+    from .teach.progress import compile_notice
     kinds = KINDS if args.kind == "all" else (args.kind,)
     for kind in kinds:   # refuse bad sizes, backends and folders before any kind has run
         if kind != "train":
             [_parse_size(size, kind) for size in args.sizes or ()]
-    _backends(args.backends, {})
+    names = _backends(args.backends, {})
     writable_folder(args.out)
+    for name in names:   # their first calls compile: say so, and how long
+        notice = compile_notice(name)
+        if notice:
+            print(notice + " (inside the first-call times)", file=sys.stderr, flush=True)
     failed = False
     for kind in kinds:
         rows, info = run(kind, None if kind == "train" else args.sizes, args.backends, args.threads,

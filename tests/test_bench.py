@@ -189,3 +189,12 @@ def test_chart_bars_start_at_zero_and_no_label_or_legend_covers_another(tmp_path
     finally:
         for f in figures:
             close(f)
+
+
+@pytest.mark.skipif("numba" not in K.available(), reason="needs the numba backend")
+def test_bench_says_the_numba_kernels_compile_in_the_first_calls(tmp_path, capsys, monkeypatch):
+    from fastnn.teach import progress
+    monkeypatch.setattr(progress, "numba_cache_is_cold", lambda: True)
+    assert _run_cli(tmp_path, "gemm", "--sizes", "8", "--backends", "numba") == 0
+    err = capsys.readouterr().err
+    assert err.count("compiling the numba kernels") == 1 and "first-call times" in err

@@ -6,7 +6,8 @@
 * :func:`elapsed`: a context manager showing a running clock on a terminal while work
   that cannot be counted (a JIT compilation) goes on.
 * :func:`compile_notice`: one line saying what a backend's ``warmup`` is about to do
-  and how long it usually takes (None for backends with nothing to compile).
+  and how long it usually takes (None for backends with nothing to compile, and for
+  numba when its kernels are already in Numba's cache).
 """
 
 import contextlib
@@ -110,7 +111,7 @@ def compile_notice(backend):
         if cold is None:
             return ("numba: compiling or loading the numba kernels: up to 1-3 minutes when they "
                     "are not cached yet, seconds when they are")
-        return "numba: loading the compiled numba kernels from Numba's cache (seconds)"
+        return None   # cached: loading takes a second or two
     if backend == "cuda":
         return "cuda: compiling or loading the cuda kernels (up to a minute when not cached yet)"
     return None
