@@ -118,7 +118,7 @@ def load(path, backend=None, max_parameters=MAX_PARAMETERS):
     that do not fit the architecture.
     """
     if backend is not None:
-        get_backend(backend)   # an unknown or unavailable backend fails now, saying why
+        backend = get_backend(backend).name   # unknown or unavailable: fails now, saying why
     try:
         archive = zipfile.ZipFile(path)
     except FileNotFoundError:
@@ -136,9 +136,10 @@ def load(path, backend=None, max_parameters=MAX_PARAMETERS):
 
 
 def _npy_hint(path):
-    with contextlib.suppress(OSError), open(path, "rb") as f:
-        if f.read(6) == b"\x93NUMPY":
-            return "; it is a single NumPy array (.npy), not a fastnn model archive (.npz)"
+    if isinstance(path, (str, bytes, os.PathLike)):
+        with contextlib.suppress(OSError), open(path, "rb") as f:
+            if f.read(6) == b"\x93NUMPY":
+                return "; it is a single NumPy array (.npy), not a fastnn model archive (.npz)"
     return ""
 
 
@@ -248,8 +249,7 @@ def _backend(path, backend, saved):
     if backend is not None or saved is None:
         return backend
     try:
-        get_backend(saved)
-        return saved
+        return get_backend(saved).name
     except (BackendUnavailable, ValueError) as exc:
         fallback = get_backend_name()
         warnings.warn(f"{path}: the model was saved on backend {saved!r}, which cannot run here "
