@@ -110,7 +110,9 @@ def load(path, backend=None, max_parameters=MAX_PARAMETERS):
     ``backend``: default (None) the backend the model was saved on when it is available
     here, else the global default (with a warning saying so). ``max_parameters``: the
     most parameter plus buffer values accepted (default MAX_PARAMETERS = 50 million);
-    raise it to load a bigger model.
+    raise it to load a bigger model. (The shapes come from the architecture without
+    building it; only a user layer that does not define ``_config_shapes`` is built, with
+    zero weights, before the check.)
 
     Raises FileNotFoundError for a missing file and ValueError, naming the file and the
     problem, for a truncated, corrupted or foreign file, a header that is not a fastnn
