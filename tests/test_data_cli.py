@@ -125,7 +125,7 @@ def test_cli_train_and_save(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "test accuracy" in out and path.exists() and (tmp_path / "c.png").stat().st_size > 0
     model = fnn.load(str(path))
-    assert [type(layer).__name__ for layer in model] == ["Dense", "ReLU", "Dense"]
+    assert [type(layer).__name__ for layer in model] == ["Standardize", "Dense", "ReLU", "Dense"]
 
 
 def test_cli_errors(capsys):
@@ -141,7 +141,7 @@ def test_cli_demo_small(tmp_path, capsys):
     assert "numpy" in out and "plots written to" in out and (tmp_path / "demo_loss.png").stat().st_size > 0
     accuracy = float(out.split("test accuracy")[1].split()[0])
     assert 0.5 < accuracy <= 1.0
-    assert code == (0 if accuracy >= 0.95 else 1)   # the exit code says whether the bar was met
+    assert code == 0   # fewer epochs are the user's choice, not a failure
 
 
 def _setup_keywords():

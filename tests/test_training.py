@@ -28,7 +28,7 @@ def _readme_example(backend, tmp_path, epochs=30):
     result = fnn.evaluate(model, scaler.transform(X_test), y_test)
     path = str(tmp_path / "digits.npz")
     model.save(path)
-    model2 = fnn.load(path)            # onto the default ("auto") backend
+    model2 = fnn.load(path)            # onto the backend it was saved on
     return model, model2, history, result, scaler.transform(X_test)
 
 
