@@ -21,7 +21,7 @@ def _split_config(config, depth):
     """(class, arguments) of one layer description, its keys checked against the
     constructor; ValueError for anything malformed."""
     if depth > MAX_DEPTH:
-        raise ValueError(f"layer description nested deeper than {MAX_DEPTH} containers (fastnn.layers.MAX_DEPTH)")
+        raise ValueError(f"layer description nested deeper than {MAX_DEPTH} containers (fastnn.from_config.MAX_DEPTH)")
     if not isinstance(config, dict) or "type" not in config:
         raise ValueError(f"not a layer description (a dict with a 'type'): {reprlib.repr(config)}")
     kind = config["type"]
