@@ -47,6 +47,9 @@ import numpy as np
 
 from . import kernels as K
 
+__all__ = ["KINDS", "Row", "Case", "run", "run_cases", "format_table", "write_files", "plot",
+           "add_commands", "gemm_cases", "layer_cases", "train_cases", "train_step", "time_call"]
+
 KINDS = ("gemm", "layers", "train")
 DEFAULT_SIZES = {"gemm": ["64", "128", "256", "512"], "layers": ["64", "128", "256", "512"]}
 TOLERANCE = {np.dtype(np.float32): 1e-3, np.dtype(np.float64): 1e-9}

@@ -12,6 +12,8 @@ import os
 import sys
 import time
 
+__all__ = ["main", "make_parser", "train_once", "build_mlp", "load_dataset"]
+
 
 # --- argument checking ------------------------------------------------------------------
 

@@ -5,6 +5,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+__all__ = ["plot_history", "plot_curves", "plot_bench"]
+
 
 def plot_history(history, path=None, title="Training history"):
     """Loss per epoch (train and validation) and, for classifiers, accuracy. Returns the figure."""

@@ -6,6 +6,8 @@
 import os
 import sys
 
+__all__ = ["add_commands", "main"]
+
 
 def add_commands(subparsers):
     """Add the ``neuron``, ``visualize`` and ``study`` sub-commands."""

@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+__all__ = ["ACTIVATIONS", "LEAKY_ALPHA", "activate", "derivative", "NeuronResult", "neuron",
+           "TwoLayerResult", "two_layer"]
+
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "linear")
 LEAKY_ALPHA = 0.01   # the slope of leaky_relu below zero (fastnn's default)
 

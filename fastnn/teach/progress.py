@@ -15,6 +15,8 @@ import os
 import sys
 import threading
 
+__all__ = ["EpochBar", "elapsed", "numba_cache_is_cold", "compile_notice"]
+
 NUMBA_MODULES = ("numba_kernels", "numba_gemm", "numba_train")
 
 

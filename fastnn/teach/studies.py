@@ -21,6 +21,9 @@ import numpy as np
 from .progress import EpochBar
 from .visualizer import DEFAULT_NOISE, LR_PRESETS, make_optimizer, parse_hidden, train_recorded
 
+__all__ = ["Study", "STUDIES", "run_study", "learning_rate", "overfitting", "vanishing_gradients",
+           "optimizers", "VANISHING_VARIANTS", "deep_network", "gradient_norms", "dense_layers"]
+
 
 @dataclass
 class Study:

@@ -22,6 +22,9 @@ import numpy as np
 from ..training import Callback
 from .progress import EpochBar
 
+__all__ = ["LR_PRESETS", "HIDDEN_ACTIVATIONS", "OPTIMIZERS", "Checkpoint", "VisualRun", "visualize",
+           "train_recorded", "build_classifier", "plot_decision_maps", "plot_loss", "write_html", "write_all"]
+
 # Plain SGD step sizes that show the three classic behaviours on these toy sets.
 LR_PRESETS = {"gentle": 0.02, "balanced": 0.5, "unstable": 30.0}
 # Noise that makes neighbouring classes touch a little: on perfectly separable data a huge
