@@ -9,27 +9,48 @@ defines each function below with exactly this signature. The rules:
 * All floating arrays of one call share one dtype: ``float32`` or ``float64``.
   Integer class labels are ``int64`` arrays.
 * **Inputs** may have any strides (non-contiguous views, Fortran order).
-  **Outputs** are C-contiguous arrays owned by the caller. In-place updates
-  (``sgd_update``, ``adam_update``, ``scale_``) modify their first arrays.
+  **Outputs** are C-contiguous arrays owned by the caller.
+* **No output overlaps another argument** in memory (a kernel reads its inputs while
+  it writes its outputs). The only in-place forms are the ones named here: ``dz`` of
+  ``dense_backward`` may be ``dy`` itself; ``sgd_update`` / ``adam_update`` update
+  ``p`` and their state arrays, ``scale_`` its ``x`` and ``penalty_grad`` its ``g``.
 * Shapes below use ``N`` = batch size, ``I`` = input features, ``O`` = output
   features, ``C`` = classes, ``D`` = features of an element-wise op
-  (any shape for element-wise kernels, ``out.shape == x.shape``).
+  (any shape for element-wise kernels, ``out.shape == x.shape``). Row-wise kernels
+  (softmax, cross-entropy, ``count_correct``) need ``C >= 1``; kernels that average
+  over the batch (the losses, batch norm's statistics) need a non-empty batch.
 * Element-wise activation *backward* kernels receive the forward **output**
   ``y`` (ReLU: ``y > 0`` iff ``x > 0``; sigmoid: ``y(1-y)``; tanh: ``1-y**2``),
   so a layer only keeps one array.
+* **NaN and infinities** follow IEEE arithmetic exactly as the NumPy reference
+  (``numpy_backend``) does, as PyTorch does: a NaN is never turned into a number
+  (``relu(nan)`` is NaN; ``relu_backward`` multiplies ``dy`` by 0 or 1, so a NaN
+  ``dy`` stays NaN; a term whose coefficient is 0, such as a zero weight decay, is
+  skipped, not multiplied by 0). ``count_correct`` uses ``numpy.argmax``'s rule: the
+  first NaN of a row is its maximum.
+* **Reductions to a scalar** (the losses' means, ``sum_squares``, ``abs_sum``) follow
+  one rule on every backend: each element is converted to float64 *before* any
+  arithmetic, and the per-element terms are summed in float64. (So
+  ``mse_forward(3e38, 0)`` is 9e76 in float32 too, not inf.) For
+  ``softmax_cross_entropy_forward`` the row maximum, ``exp(z - max)`` and the
+  probabilities are in the arrays' dtype, while the row sums of exponentials, their
+  log and each row's loss ``logsumexp - (z[label] - max)`` are float64.
 
 Backends never validate: :func:`check` below does it once, in Python, before a
 kernel runs (see ``kernels/__init__.py``), so compiled code is never handed a
-shape that would make it read or write out of bounds.
+shape that would make it read or write out of bounds. A wrong type (not an array,
+a wrong dtype, a string for a number) raises ``TypeError``; a wrong shape, layout,
+value or an overlap raises :class:`ContractError` (a ``ValueError``). Each message
+names the kernel and the argument.
 
 Activation names understood by the fused dense kernels: ``"linear"``, ``"relu"``,
 ``"leaky_relu"`` (slope ``alpha``), ``"sigmoid"``, ``"tanh"``.
 """
 
-import numpy as np
+from .validate import FLOAT_DTYPES, ContractError  # noqa: F401  (part of the contract's API)
+from . import validate as V
 
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh")
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # name -> one-line signature with shapes. The order is the order of the docs.
 KERNELS = {
@@ -52,20 +73,23 @@ KERNELS = {
     "tanh_forward": "tanh_forward(x, out)",
     "tanh_backward": "tanh_backward(y, dy, dx): dx = dy * (1 - y**2)",
     # --- row-wise softmax and losses ------------------------------------
-    "softmax_forward": "softmax_forward(x, out): row-wise, max-subtracted; x, out (N,C)",
-    "softmax_backward": "softmax_backward(y, dy, dx): dx = y * (dy - sum(dy * y, 1)); (N,C)",
+    "softmax_forward": "softmax_forward(x, out): row-wise, max-subtracted; x, out (N,C), C >= 1",
+    "softmax_backward": "softmax_backward(y, dy, dx): dx = y * (dy - sum(dy * y, 1)); (N,C), C >= 1",
     "softmax_cross_entropy_forward": "softmax_cross_entropy_forward(logits, labels, probs) -> float: "
                                      "probs = softmax(logits); returns mean(-log p[label]) computed "
-                                     "with log-sum-exp; logits, probs (N,C), labels (N,) int64 in [0, C)",
+                                     "with log-sum-exp (float64 sums, see above); logits, probs (N,C) with N, C >= 1, "
+                                     "labels (N,) int64 in [0, C)",
     "softmax_cross_entropy_backward": "softmax_cross_entropy_backward(probs, labels, dlogits): "
-                                      "dlogits = (probs - onehot(labels)) / N",
-    "mse_forward": "mse_forward(y, t) -> float: mean((y - t)**2) over all elements; y, t (N,D)",
+                                      "dlogits = (probs - onehot(labels)) / N; N, C >= 1",
+    "mse_forward": "mse_forward(y, t) -> float: mean((y - t)**2) over all elements, in float64; "
+                   "y, t (N,D), not empty",
     "mse_backward": "mse_backward(y, t, dy): dy = 2 (y - t) / y.size",
     "bce_with_logits_forward": "bce_with_logits_forward(z, t) -> float: mean over all elements of "
-                               "max(z,0) - z t + log(1 + exp(-|z|)); z, t (N,D)",
+                               "max(z,0) - z t + log(1 + exp(-|z|)), in float64; z, t (N,D), not empty",
     "bce_with_logits_backward": "bce_with_logits_backward(z, t, dz): dz = (sigmoid(z) - t) / z.size",
-    "count_correct": "count_correct(scores, labels) -> int: number of rows whose argmax (first on ties) "
-                     "equals the label; scores (N,C), labels (N,) int64",
+    "count_correct": "count_correct(scores, labels) -> int: number of rows whose argmax (first on ties, "
+                     "first NaN if any, as numpy.argmax) equals the label; scores (N,C), C >= 1, "
+                     "labels (N,) int64",
     # --- dropout, residual, batch norm -----------------------------------
     "dropout_forward": "dropout_forward(x, mask, out): out = x * mask (mask already holds 0 or 1/(1-p))",
     "dropout_backward": "dropout_backward(mask, dy, dx): dx = dy * mask",
@@ -75,12 +99,12 @@ KERNELS = {
                          "invstd = 1/sqrt(var + eps); xhat = (x - mean) * invstd; out = gamma * xhat + beta; "
                          "running_mean = (1-momentum) running_mean + momentum mean; running_var likewise "
                          "with the unbiased var (N/(N-1) var; var when N == 1); x, out, xhat (N,D); "
-                         "gamma, beta, invstd, running_* (D,)",
+                         "gamma, beta, invstd, running_* (D,); N >= 1",
     "batchnorm_inference": "batchnorm_inference(x, gamma, beta, running_mean, running_var, eps, out): "
                            "out = gamma (x - running_mean) / sqrt(running_var + eps) + beta",
     "batchnorm_backward": "batchnorm_backward(xhat, gamma, invstd, dy, dx, dgamma, dbeta): "
                           "dbeta = sum(dy, 0); dgamma = sum(dy * xhat, 0); "
-                          "dx = gamma * invstd / N * (N dy - dbeta - xhat * dgamma)",
+                          "dx = gamma * invstd / N * (N dy - dbeta - xhat * dgamma); N >= 1",
     # --- optimizers and parameter reductions (in place) --------------------
     "sgd_update": "sgd_update(p, g, v, lr, momentum, weight_decay, nesterov): "
                   "g' = g + wd p; v = mu v + g'; p -= lr * (g' + mu v if nesterov else v); "
@@ -95,273 +119,264 @@ KERNELS = {
 }
 
 
-class ContractError(ValueError):
-    """Arguments that break the kernel contract (shape, dtype or layout)."""
-
-
-def _fail(kernel, what):
-    raise ContractError(f"{kernel}: {what}")
-
-
-def _is_array(a):
-    # host numpy arrays, or device arrays that describe themselves the same way
-    return isinstance(a, np.ndarray) or hasattr(a, "__cuda_array_interface__")
-
-
-def _c_contiguous(a):
-    if isinstance(a, np.ndarray):
-        return a.flags.c_contiguous and a.flags.writeable
-    return a.is_c_contiguous()
-
-
-def _float(kernel, name, a, dtype=None):
-    if not _is_array(a):
-        raise TypeError(f"{kernel}: {name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{kernel}: {name} must be float32 or float64, got {a.dtype}")
-    if dtype is not None and a.dtype != dtype:
-        raise TypeError(f"{kernel}: {name} has dtype {a.dtype}, expected {dtype} like the other arrays")
-    return a
-
-
-def _out(kernel, name, a, shape, dtype):
-    _float(kernel, name, a, dtype)
-    if a.shape != tuple(shape):
-        _fail(kernel, f"{name} has shape {a.shape}, expected {tuple(shape)}")
-    if not _c_contiguous(a):
-        _fail(kernel, f"{name} must be a writeable C-contiguous array")
-    return a
-
-
-def _shape(kernel, name, a, shape, dtype):
-    _float(kernel, name, a, dtype)
-    if a.shape != tuple(shape):
-        _fail(kernel, f"{name} has shape {a.shape}, expected {tuple(shape)}")
-
-
-def _ndim(kernel, name, a, ndim):
-    if a.ndim != ndim:
-        _fail(kernel, f"{name} must be {ndim}-D, got shape {a.shape}")
-
-
-def _labels(kernel, labels, n, classes):
-    if not _is_array(labels) or labels.dtype != np.int64:
-        raise TypeError(f"{kernel}: labels must be an int64 numpy array, got "
-                        f"{getattr(labels, 'dtype', type(labels).__name__)}")
-    if labels.shape != (n,):
-        _fail(kernel, f"labels has shape {labels.shape}, expected ({n},)")
-    # device labels are range-checked once, on the host, when they are uploaded
-    if n and isinstance(labels, np.ndarray) and (labels.min() < 0 or labels.max() >= classes):
-        _fail(kernel, f"labels must lie in [0, {classes}), got range "
-                      f"[{labels.min()}, {labels.max()}]")
-
-
-def _activation(kernel, activation):
-    if activation not in ACTIVATIONS:
-        _fail(kernel, f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
-
-
-def _same_out(kernel, x, out, name="out"):
-    _float(kernel, "x", x)
-    _out(kernel, name, out, x.shape, x.dtype)
+def _activation(k, activation, alpha):
+    V.choice(k, "activation", activation, ACTIVATIONS)
+    V.real(k, "alpha", alpha)
 
 
 def _check_gemm(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
     k = "gemm"
-    _float(k, "a", a)
-    _float(k, "b", b, a.dtype)
-    _ndim(k, "a", a, 2)
-    _ndim(k, "b", b, 2)
+    V.floating(k, "a", a)
+    V.floating(k, "b", b, a.dtype)
+    V.ndim(k, "a", a, 2)
+    V.ndim(k, "b", b, 2)
+    V.flag(k, "trans_a", trans_a)
+    V.flag(k, "trans_b", trans_b)
+    V.real(k, "alpha", alpha)
+    V.real(k, "beta", beta)
     m, ka = a.shape[::-1] if trans_a else a.shape
     kb, n = b.shape[::-1] if trans_b else b.shape
     if ka != kb:
-        _fail(k, f"inner dimensions differ: op(a) is {(m, ka)}, op(b) is {(kb, n)}")
-    _out(k, "out", out, (m, n), a.dtype)
+        V.fail(k, f"inner dimensions differ: op(a) is {(m, ka)}, op(b) is {(kb, n)}")
+    V.output(k, "out", out, (m, n), a.dtype)
+    V.disjoint(k, [("out", out)], [("a", a), ("b", b)])
+
+
+def _dense_inputs(k, x, w):
+    V.floating(k, "x", x)
+    V.ndim(k, "x", x, 2)
+    V.floating(k, "w", w, x.dtype)
+    V.ndim(k, "w", w, 2)
+    if w.shape[0] != x.shape[1]:
+        V.fail(k, f"x has {x.shape[1]} features but w expects {w.shape[0]} (w shape {tuple(w.shape)})")
+    return x.shape[0], x.shape[1], w.shape[1]
 
 
 def _check_dense_forward(x, w, b, out, activation="linear", alpha=0.01):
     k = "dense_forward"
-    _float(k, "x", x)
-    _ndim(k, "x", x, 2)
-    _float(k, "w", w, x.dtype)
-    _ndim(k, "w", w, 2)
-    if w.shape[0] != x.shape[1]:
-        _fail(k, f"x has {x.shape[1]} features but w expects {w.shape[0]} (w shape {w.shape})")
-    _shape(k, "b", b, (w.shape[1],), x.dtype)
-    _out(k, "out", out, (x.shape[0], w.shape[1]), x.dtype)
-    _activation(k, activation)
+    n, _, o = _dense_inputs(k, x, w)
+    V.shaped(k, "b", b, (o,), x.dtype)
+    V.output(k, "out", out, (n, o), x.dtype)
+    _activation(k, activation, alpha)
+    V.disjoint(k, [("out", out)], [("x", x), ("w", w), ("b", b)])
 
 
 def _check_dense_backward(x, w, y, dy, dz, dx, dw, db, activation="linear", alpha=0.01):
     k = "dense_backward"
-    _float(k, "x", x)
-    _ndim(k, "x", x, 2)
-    _float(k, "w", w, x.dtype)
-    _ndim(k, "w", w, 2)
-    n, i = x.shape
-    if w.shape[0] != i:
-        _fail(k, f"x has {i} features but w expects {w.shape[0]} (w shape {w.shape})")
-    o = w.shape[1]
-    _shape(k, "y", y, (n, o), x.dtype)
-    _shape(k, "dy", dy, (n, o), x.dtype)
-    _out(k, "dz", dz, (n, o), x.dtype)
+    n, i, o = _dense_inputs(k, x, w)
+    V.shaped(k, "y", y, (n, o), x.dtype)
+    V.shaped(k, "dy", dy, (n, o), x.dtype)
+    V.output(k, "dz", dz, (n, o), x.dtype)
     if dx is not None:
-        _out(k, "dx", dx, (n, i), x.dtype)
-    _out(k, "dw", dw, (i, o), x.dtype)
-    _out(k, "db", db, (o,), x.dtype)
-    _activation(k, activation)
+        V.output(k, "dx", dx, (n, i), x.dtype)
+    V.output(k, "dw", dw, (i, o), x.dtype)
+    V.output(k, "db", db, (o,), x.dtype)
+    _activation(k, activation, alpha)
+    V.disjoint(k, [("dz", dz), ("dx", dx), ("dw", dw), ("db", db)],
+               [("x", x), ("w", w), ("y", y), ("dy", dy)], in_place=(("dz", "dy"),))
 
 
-def _check_unary(kernel):
-    def check(x, out, *args):
-        _same_out(kernel, x, out)
-    return check
+def _named(kernel, fn):
+    fn.__name__ = fn.__qualname__ = kernel    # "relu_forward() takes 2 positional arguments..."
+    return fn
 
 
-def _check_backward(kernel):
-    def check(y, dy, dx, *args):
-        _float(kernel, "y", y)
-        _shape(kernel, "dy", dy, y.shape, y.dtype)
-        _out(kernel, "dx", dx, y.shape, y.dtype)
-    return check
+def _unary(k, x, out):
+    V.floating(k, "x", x)
+    V.output(k, "out", out, x.shape, x.dtype)
+    V.disjoint(k, [("out", out)], [("x", x)])
 
 
-def _check_rowwise(kernel):
-    def check(x, out):
-        _float(kernel, "x", x)
-        _ndim(kernel, "x", x, 2)
-        _out(kernel, "out", out, x.shape, x.dtype)
-    return check
+def _check_unary(k):
+    return _named(k, lambda x, out: _unary(k, x, out))
+
+
+def _check_unary_slope(k):
+    def check(x, out, alpha):
+        _unary(k, x, out)
+        V.real(k, "alpha", alpha)
+    return _named(k, check)
+
+
+def _backward(k, y, dy, dx, names=("y", "dy", "dx")):
+    first, second, result = names
+    V.floating(k, first, y)
+    V.shaped(k, second, dy, y.shape, y.dtype)
+    V.output(k, result, dx, y.shape, y.dtype)
+    V.disjoint(k, [(result, dx)], [(first, y), (second, dy)])
+
+
+def _check_backward(k):
+    return _named(k, lambda y, dy, dx: _backward(k, y, dy, dx))
+
+
+def _check_backward_slope(k):
+    def check(y, dy, dx, alpha):
+        _backward(k, y, dy, dx)
+        V.real(k, "alpha", alpha)
+    return _named(k, check)
+
+
+def _check_softmax_forward(x, out):
+    k = "softmax_forward"
+    V.rows_and_columns(k, "x", x)
+    V.output(k, "out", out, x.shape, x.dtype)
+    V.disjoint(k, [("out", out)], [("x", x)])
 
 
 def _check_softmax_backward(y, dy, dx):
-    _ndim("softmax_backward", "y", y, 2)
-    _check_backward("softmax_backward")(y, dy, dx)
+    V.rows_and_columns("softmax_backward", "y", y)
+    _backward("softmax_backward", y, dy, dx)
 
 
 def _check_sce_forward(logits, labels, probs):
     k = "softmax_cross_entropy_forward"
-    _float(k, "logits", logits)
-    _ndim(k, "logits", logits, 2)
-    _labels(k, labels, logits.shape[0], logits.shape[1])
-    _out(k, "probs", probs, logits.shape, logits.dtype)
+    n, c = V.rows_and_columns(k, "logits", logits, min_rows=1)
+    V.labels(k, labels, n, c)
+    V.output(k, "probs", probs, logits.shape, logits.dtype)
+    V.disjoint(k, [("probs", probs)], [("logits", logits), ("labels", labels)])
 
 
 def _check_sce_backward(probs, labels, dlogits):
     k = "softmax_cross_entropy_backward"
-    _float(k, "probs", probs)
-    _ndim(k, "probs", probs, 2)
-    _labels(k, labels, probs.shape[0], probs.shape[1])
-    _out(k, "dlogits", dlogits, probs.shape, probs.dtype)
+    n, c = V.rows_and_columns(k, "probs", probs, min_rows=1)
+    V.labels(k, labels, n, c)
+    V.output(k, "dlogits", dlogits, probs.shape, probs.dtype)
+    V.disjoint(k, [("dlogits", dlogits)], [("probs", probs), ("labels", labels)])
 
 
-def _check_pair(kernel):
-    def check(y, t, *out):
-        _float(kernel, "y", y)
-        _shape(kernel, "t", t, y.shape, y.dtype)
-        if y.size == 0:
-            _fail(kernel, "empty input")
-        for o in out:
-            _out(kernel, "out", o, y.shape, y.dtype)
-    return check
+def _pair(k, first, y, t):
+    V.floating(k, first, y)
+    V.shaped(k, "t", t, y.shape, y.dtype)
+    if y.size == 0:
+        V.fail(k, f"{first} is empty (shape {tuple(y.shape)}): the mean of no elements")
+
+
+def _check_pair(k, first):
+    return _named(k, lambda y, t: _pair(k, first, y, t))
+
+
+def _check_pair_out(k, first, result):
+    def check(y, t, out):
+        _pair(k, first, y, t)
+        V.output(k, result, out, y.shape, y.dtype)
+        V.disjoint(k, [(result, out)], [(first, y), ("t", t)])
+    return _named(k, check)
 
 
 def _check_count_correct(scores, labels):
     k = "count_correct"
-    _float(k, "scores", scores)
-    _ndim(k, "scores", scores, 2)
-    _labels(k, labels, scores.shape[0], scores.shape[1])
-
-
-def _check_dropout_forward(x, mask, out):
-    k = "dropout_forward"
-    _float(k, "x", x)
-    _shape(k, "mask", mask, x.shape, x.dtype)
-    _out(k, "out", out, x.shape, x.dtype)
-
-
-def _check_dropout_backward(mask, dy, dx):
-    _check_backward("dropout_backward")(mask, dy, dx)
+    n, c = V.rows_and_columns(k, "scores", scores)
+    V.labels(k, labels, n, c)
 
 
 def _check_add(a, b, out):
     k = "add"
-    _float(k, "a", a)
-    _shape(k, "b", b, a.shape, a.dtype)
-    _out(k, "out", out, a.shape, a.dtype)
+    V.floating(k, "a", a)
+    V.shaped(k, "b", b, a.shape, a.dtype)
+    V.output(k, "out", out, a.shape, a.dtype)
+    V.disjoint(k, [("out", out)], [("a", a), ("b", b)])
+
+
+def _check_dropout_forward(x, mask, out):
+    k = "dropout_forward"
+    V.floating(k, "x", x)
+    V.shaped(k, "mask", mask, x.shape, x.dtype)
+    V.output(k, "out", out, x.shape, x.dtype)
+    V.disjoint(k, [("out", out)], [("x", x), ("mask", mask)])
+
+
+def _check_dropout_backward(mask, dy, dx):
+    _backward("dropout_backward", mask, dy, dx, ("mask", "dy", "dx"))
 
 
 def _check_bn_forward(x, gamma, beta, out, xhat, invstd, running_mean, running_var, momentum, eps):
     k = "batchnorm_forward"
-    _float(k, "x", x)
-    _ndim(k, "x", x, 2)
-    if x.shape[0] < 1:
-        _fail(k, "needs at least one row")
-    d = x.shape[1]
-    _shape(k, "gamma", gamma, (d,), x.dtype)
-    _shape(k, "beta", beta, (d,), x.dtype)
-    _out(k, "out", out, x.shape, x.dtype)
-    _out(k, "xhat", xhat, x.shape, x.dtype)
-    _out(k, "invstd", invstd, (d,), x.dtype)
-    _out(k, "running_mean", running_mean, (d,), x.dtype)
-    _out(k, "running_var", running_var, (d,), x.dtype)
+    n, d = V.rows_and_columns(k, "x", x, min_rows=1)
+    V.shaped(k, "gamma", gamma, (d,), x.dtype)
+    V.shaped(k, "beta", beta, (d,), x.dtype)
+    outs = [("out", out), ("xhat", xhat), ("invstd", invstd), ("running_mean", running_mean),
+            ("running_var", running_var)]
+    for name, a in outs:
+        V.output(k, name, a, x.shape if name in ("out", "xhat") else (d,), x.dtype)
+    V.real(k, "momentum", momentum)
+    V.real(k, "eps", eps)
+    V.disjoint(k, outs, [("x", x), ("gamma", gamma), ("beta", beta)])
 
 
 def _check_bn_inference(x, gamma, beta, running_mean, running_var, eps, out):
     k = "batchnorm_inference"
-    _float(k, "x", x)
-    _ndim(k, "x", x, 2)
+    V.floating(k, "x", x)
+    V.ndim(k, "x", x, 2)
     d = x.shape[1]
-    for name, a in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
-                    ("running_var", running_var)):
-        _shape(k, name, a, (d,), x.dtype)
-    _out(k, "out", out, x.shape, x.dtype)
+    ins = [("x", x), ("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
+           ("running_var", running_var)]
+    for name, a in ins[1:]:
+        V.shaped(k, name, a, (d,), x.dtype)
+    V.real(k, "eps", eps)
+    V.output(k, "out", out, x.shape, x.dtype)
+    V.disjoint(k, [("out", out)], ins)
 
 
 def _check_bn_backward(xhat, gamma, invstd, dy, dx, dgamma, dbeta):
     k = "batchnorm_backward"
-    _float(k, "xhat", xhat)
-    _ndim(k, "xhat", xhat, 2)
-    d = xhat.shape[1]
-    _shape(k, "gamma", gamma, (d,), xhat.dtype)
-    _shape(k, "invstd", invstd, (d,), xhat.dtype)
-    _shape(k, "dy", dy, xhat.shape, xhat.dtype)
-    _out(k, "dx", dx, xhat.shape, xhat.dtype)
-    _out(k, "dgamma", dgamma, (d,), xhat.dtype)
-    _out(k, "dbeta", dbeta, (d,), xhat.dtype)
+    n, d = V.rows_and_columns(k, "xhat", xhat, min_rows=1)
+    V.shaped(k, "gamma", gamma, (d,), xhat.dtype)
+    V.shaped(k, "invstd", invstd, (d,), xhat.dtype)
+    V.shaped(k, "dy", dy, xhat.shape, xhat.dtype)
+    V.output(k, "dx", dx, xhat.shape, xhat.dtype)
+    V.output(k, "dgamma", dgamma, (d,), xhat.dtype)
+    V.output(k, "dbeta", dbeta, (d,), xhat.dtype)
+    V.disjoint(k, [("dx", dx), ("dgamma", dgamma), ("dbeta", dbeta)],
+               [("xhat", xhat), ("gamma", gamma), ("invstd", invstd), ("dy", dy)])
 
 
-def _check_param_state(kernel, p, g, *state):
-    _out(kernel, "p", p, p.shape, p.dtype)
-    _shape(kernel, "g", g, p.shape, p.dtype)
-    for s in state:
-        _out(kernel, "state", s, p.shape, p.dtype)
+def _check_param_state(k, p, g, state, reals):
+    V.floating(k, "p", p)
+    V.output(k, "p", p, p.shape, p.dtype)
+    V.shaped(k, "g", g, p.shape, p.dtype)
+    for name, s in state:
+        V.output(k, name, s, p.shape, p.dtype)
+    for name, value in reals:
+        V.real(k, name, value)
+    V.disjoint(k, [("p", p)] + list(state), [("g", g)])
 
 
 def _check_sgd(p, g, v, lr, momentum, weight_decay, nesterov):
-    _check_param_state("sgd_update", p, g, v)
+    k = "sgd_update"
+    _check_param_state(k, p, g, [("v", v)],
+                       [("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)])
+    V.flag(k, "nesterov", nesterov)
 
 
 def _check_adam(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled):
-    _check_param_state("adam_update", p, g, m, v)
-    if int(step) < 1:
-        _fail("adam_update", f"step must be >= 1, got {step}")
+    k = "adam_update"
+    _check_param_state(k, p, g, [("m", m), ("v", v)],
+                       [("lr", lr), ("beta1", beta1), ("beta2", beta2), ("eps", eps),
+                        ("weight_decay", weight_decay)])
+    V.integer(k, "step", step, minimum=1)
+    V.flag(k, "decoupled", decoupled)
 
 
 def _check_reduce(kernel):
     def check(x):
-        _float(kernel, "x", x)
+        V.floating(kernel, "x", x)
     return check
 
 
 def _check_scale(x, s):
-    _float("scale_", "x", x)
-    _out("scale_", "x", x, x.shape, x.dtype)
+    V.floating("scale_", "x", x)
+    V.output("scale_", "x", x, x.shape, x.dtype)
+    V.real("scale_", "s", s)
 
 
 def _check_penalty(w, g, l1, l2):
-    _float("penalty_grad", "w", w)
-    _out("penalty_grad", "g", g, w.shape, w.dtype)
+    k = "penalty_grad"
+    V.floating(k, "w", w)
+    V.output(k, "g", g, w.shape, w.dtype)
+    V.real(k, "l1", l1)
+    V.real(k, "l2", l2)
+    V.disjoint(k, [("g", g)], [("w", w)])
 
 
 CHECKS = {
@@ -370,20 +385,20 @@ CHECKS = {
     "dense_backward": _check_dense_backward,
     "relu_forward": _check_unary("relu_forward"),
     "relu_backward": _check_backward("relu_backward"),
-    "leaky_relu_forward": _check_unary("leaky_relu_forward"),
-    "leaky_relu_backward": _check_backward("leaky_relu_backward"),
+    "leaky_relu_forward": _check_unary_slope("leaky_relu_forward"),
+    "leaky_relu_backward": _check_backward_slope("leaky_relu_backward"),
     "sigmoid_forward": _check_unary("sigmoid_forward"),
     "sigmoid_backward": _check_backward("sigmoid_backward"),
     "tanh_forward": _check_unary("tanh_forward"),
     "tanh_backward": _check_backward("tanh_backward"),
-    "softmax_forward": _check_rowwise("softmax_forward"),
+    "softmax_forward": _check_softmax_forward,
     "softmax_backward": _check_softmax_backward,
     "softmax_cross_entropy_forward": _check_sce_forward,
     "softmax_cross_entropy_backward": _check_sce_backward,
-    "mse_forward": _check_pair("mse_forward"),
-    "mse_backward": _check_pair("mse_backward"),
-    "bce_with_logits_forward": _check_pair("bce_with_logits_forward"),
-    "bce_with_logits_backward": _check_pair("bce_with_logits_backward"),
+    "mse_forward": _check_pair("mse_forward", "y"),
+    "mse_backward": _check_pair_out("mse_backward", "y", "dy"),
+    "bce_with_logits_forward": _check_pair("bce_with_logits_forward", "z"),
+    "bce_with_logits_backward": _check_pair_out("bce_with_logits_backward", "z", "dz"),
     "count_correct": _check_count_correct,
     "dropout_forward": _check_dropout_forward,
     "dropout_backward": _check_dropout_backward,

@@ -476,6 +476,26 @@ def _no_classes(kernel):
     raise ValueError(f"{kernel}: scores have 0 columns, so no label can be valid")
 
 
+def _bad_row_flag():
+    """A one-element int64 array in mapped host memory that kernels set to the row of a
+    label outside [0, C): the host reads it after the kernel without a device-to-host
+    copy. Reset to -1 here."""
+    flag = _scratch_buffers.get("bad-row")
+    if flag is None:
+        flag = _scratch_buffers["bad-row"] = _setup().mapped_array(1, np.int64)
+    flag[0] = -1
+    return flag
+
+
+def _raise_for_bad_row(kernel, flag, labels, classes):
+    """After the kernel has finished: ValueError if it saw a label outside [0, classes)."""
+    row = int(flag[0])
+    if row >= 0:
+        value = int(to_host(labels[row:row + 1])[0])
+        raise ValueError(f"{kernel}: label {value} at row {row} is outside [0, {classes}) "
+                         f"(device labels are checked by the kernel that reads them)")
+
+
 def softmax_cross_entropy_forward(logits, labels, probs):
     probs = _target(probs)
     n, c = probs.shape
@@ -484,17 +504,23 @@ def softmax_cross_entropy_forward(logits, labels, probs):
     if c == 0:
         _no_classes("softmax_cross_entropy_forward")
     row_loss = _scratch("rows", n)
+    labels, flag = _input(labels), _bad_row_flag()
     _kernels(probs.dtype).softmax_cross_entropy[_each(n)](
-        _input(logits), _input(labels), probs, row_loss)
-    return _sum("SUM", row_loss) / n
+        _input(logits), labels, probs, row_loss, flag)
+    loss = _sum("SUM", row_loss) / n    # copies the sum back: the kernel has finished
+    _raise_for_bad_row("softmax_cross_entropy_forward", flag, labels, c)
+    return loss
 
 
 def softmax_cross_entropy_backward(probs, labels, dlogits):
     dlogits = _target(dlogits)
     n, c = dlogits.shape
     if dlogits.size:
+        labels, flag = _input(labels), _bad_row_flag()
         _kernels(dlogits.dtype).softmax_cross_entropy_backward[_each(n * c)](
-            _input(probs), _input(labels), dlogits, dlogits.dtype.type(n))
+            _input(probs), labels, dlogits, dlogits.dtype.type(n), flag)
+        _cuda.synchronize()
+        _raise_for_bad_row("softmax_cross_entropy_backward", flag, labels, c)
 
 
 def mse_forward(y, t):

@@ -51,7 +51,12 @@ SUM, SQUARES, ABS, SQUARED_DIFF, BCE = range(5)
 def build(dtype):
     """Every kernel of this module for one float dtype, as a namespace."""
     T = np.dtype(dtype).type
-    ZERO, ONE = T(0), T(1)
+    ZERO, ONE, NAN = T(0), T(1), T(np.nan)
+
+    @cuda.jit(device=True)
+    def sqrt(v):
+        """math.sqrt, NaN for a negative number (as on the GPU; the simulator would raise)."""
+        return math.sqrt(v) if v >= ZERO else NAN
 
     @cuda.jit(device=True)
     def sigmoid(v):
@@ -122,12 +127,12 @@ def build(dtype):
             return x * x
         if kind == ABS:
             return np.float64(abs(a))
-        if kind == SQUARED_DIFF:
-            d = a - b
-            return np.float64(d * d)
-        if kind == BCE:                # max(z,0) - z t + log(1 + exp(-|z|)), stable
-            z = a
-            return np.float64((z if z > ZERO else ZERO) - z * b + math.log1p(math.exp(-abs(z))))
+        if kind == SQUARED_DIFF:       # float64 before any arithmetic (the contract's rule)
+            d = np.float64(a) - np.float64(b)
+            return d * d
+        if kind == BCE:                # max(z,0) - z t + log(1 + exp(-|z|)), stable, in float64
+            z, t = np.float64(a), np.float64(b)
+            return (z if z > 0.0 or z != z else 0.0) - z * t + math.log1p(math.exp(-abs(z)))
         return np.float64(a)
 
     # --- element-wise (flat views) ------------------------------------------
@@ -147,7 +152,7 @@ def build(dtype):
         for i in range(cuda.grid(1), g.shape[0], cuda.gridsize(1)):
             v, wi = g[i], w[i]
             if l1 != ZERO:             # two roundings, like g += l1 sign(w); g += l2 w
-                v += l1 * (ONE if wi > ZERO else (-ONE if wi < ZERO else ZERO))
+                v += l1 * (ONE if wi > ZERO else (-ONE if wi < ZERO else (wi if wi != wi else ZERO)))
             if l2 != ZERO:
                 v += l2 * wi
             g[i] = v
@@ -179,7 +184,7 @@ def build(dtype):
             mi = m[i] * beta1 + one_minus_beta1 * gi
             vi = v[i] * beta2 + one_minus_beta2 * gi * gi
             m[i], v[i] = mi, vi
-            p[i] = pi - lr * (mi / correction1) / (math.sqrt(vi / correction2) + eps)
+            p[i] = pi - lr * (mi / correction1) / (sqrt(vi / correction2) + eps)
 
     # --- reductions -----------------------------------------------------------
 
@@ -231,53 +236,67 @@ def build(dtype):
                 dx[r, j] = y[r, j] * (dy[r, j] - dot)
 
     @cuda.jit
-    def softmax_cross_entropy(logits, labels, probs, row_loss):
-        """probs = softmax(logits); row_loss[r] = logsumexp - z[label] (NaN for a bad label)."""
+    def softmax_cross_entropy(logits, labels, probs, row_loss, bad_row):
+        """probs = softmax(logits); row_loss[r] = logsumexp - (z[label] - max), the sums and
+        the loss in float64. A label outside [0, C) gives NaN and sets bad_row[0] = r."""
         r = cuda.grid(1)
         if r < logits.shape[0]:
             c = logits.shape[1]
             top = logits[r, 0]
             for j in range(1, c):
                 top = max(top, logits[r, j])
-            total = ZERO
+            total = 0.0
             for j in range(c):
-                total += math.exp(logits[r, j] - top)
+                total += np.float64(math.exp(logits[r, j] - top))
             lse = math.log(total)
+            tlse = T(lse)
             for j in range(c):
-                probs[r, j] = math.exp((logits[r, j] - top) - lse)
+                probs[r, j] = math.exp((logits[r, j] - top) - tlse)
             label = labels[r]
             if 0 <= label < c:         # never read outside the row, whatever the label
-                row_loss[r] = np.float64(lse - (logits[r, label] - top))
+                row_loss[r] = lse - (np.float64(logits[r, label]) - np.float64(top))
             else:
                 row_loss[r] = math.nan
+                bad_row[0] = r
 
     @cuda.jit
     def correct_rows(scores, labels, flags):
-        """flags[r] = 1.0 when the first argmax of row r equals its label."""
+        """flags[r] = 1.0 when the argmax of row r (numpy.argmax's: the first NaN, else the
+        first maximum) equals its label."""
         r = cuda.grid(1)
         if r < scores.shape[0]:
             best = 0
-            for j in range(1, scores.shape[1]):
-                if scores[r, j] > scores[r, best]:
+            for j in range(scores.shape[1]):
+                v = scores[r, j]
+                if v != v:
+                    best = j
+                    break
+                if v > scores[r, best]:
                     best = j
             flags[r] = 1.0 if best == labels[r] else 0.0
 
     # --- 2-D element-wise: one thread per element, in C order ------------------
 
     @cuda.jit
-    def softmax_cross_entropy_backward(probs, labels, dlogits, n):
+    def softmax_cross_entropy_backward(probs, labels, dlogits, n, bad_row):
+        """A label outside [0, C) gives a NaN row and sets bad_row[0] = r."""
         r, j = divmod(cuda.grid(1), probs.shape[1])
         if r < probs.shape[0]:
-            v = probs[r, j]
-            if j == labels[r]:
-                v -= ONE
-            dlogits[r, j] = v / n
+            label = labels[r]
+            if 0 <= label < probs.shape[1]:
+                v = probs[r, j]
+                if j == label:
+                    v -= ONE
+                dlogits[r, j] = v / n
+            else:
+                dlogits[r, j] = math.nan
+                bad_row[0] = r
 
     @cuda.jit
     def batchnorm_inference(x, gamma, beta, running_mean, running_var, eps, out):
         r, j = divmod(cuda.grid(1), x.shape[1])
         if r < x.shape[0]:
-            scale = gamma[j] / math.sqrt(running_var[j] + eps)
+            scale = gamma[j] / sqrt(running_var[j] + eps)
             out[r, j] = (x[r, j] - running_mean[j]) * scale + beta[j]
 
     # --- column kernels: one thread per feature ----------------------------------
@@ -309,7 +328,7 @@ def build(dtype):
                 d = x[r, j] - mean
                 total += np.float64(d * d)
             var = T(total / n)
-            inv = ONE / math.sqrt(var + eps)
+            inv = ONE / sqrt(var + eps)
             invstd[j] = inv
             g, b = gamma[j], beta[j]
             for r in range(n):

@@ -41,6 +41,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from . import numba_thin as _thin
 from . import numba_util
 from .contract import check
 from .numba_util import LINEAR, RELU, activate
@@ -372,7 +373,8 @@ def matmul(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, bias=No
            act=0, slope=0.0, threads=None):
     """The backend's GEMM: ``out = act(alpha op(a) op(b) + beta out + bias)``.
 
-    Serial below ``numba_util.PAR_MIN_FMAS`` multiply-adds or with one thread, else threaded.
+    Thin shapes (a single row or column of output, or a few outputs) go to
+    ``numba_thin`` (dot products / axpys, K split over threads when large). Serial below ``numba_util.PAR_MIN_FMAS`` multiply-adds or with one thread, else threaded.
     ``threads=False`` forces the serial code (used inside other parallel kernels)."""
     a, trans_a = packable(a, trans_a)
     b, trans_b = packable(b, trans_b)
@@ -381,6 +383,11 @@ def matmul(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, bias=No
     m, n = out.shape
     k = a.shape[0] if trans_a else a.shape[1]
     count = numba.get_num_threads()
+    if m and n and _thin.is_thin(m, n):            # a row, a column or a few outputs
+        pieces = 1 if threads is False else _thin.pieces(m, n, k, count, numba_util.PAR_MIN_FMAS)
+        _thin.thin(a.reshape(-1), *_thin.strides(a, trans_a), b.reshape(-1), *_thin.strides(b, trans_b),
+                   k, out, float(alpha), float(beta), bias, int(act), float(slope), pieces)
+        return
     args = (a, trans_a, b, trans_b, out, float(alpha), float(beta), bias, int(act), float(slope))
     if threads is not False and count > 1 and m * n * k >= numba_util.PAR_MIN_FMAS:
         packed_parallel(*args, count)

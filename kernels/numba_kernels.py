@@ -29,9 +29,9 @@ MUL, ADD, SCALED_DIFF, SIGMOID_DIFF, SCALE, PENALTY = 8, 9, 10, 11, 12, 13
 def _map_span(op, x, y, out, alpha, beta, lo, hi):
     one = out.dtype.type(1)
     zero = out.dtype.type(0)
-    if op == RELU_F:
+    if op == RELU_F:                       # NaN stays NaN, as np.maximum(x, 0)
         for i in range(lo, hi):
-            out[i] = x[i] if x[i] > 0 else zero
+            out[i] = zero if x[i] < 0 else x[i]
     elif op == LEAKY_F:
         for i in range(lo, hi):
             out[i] = x[i] if x[i] > 0 else x[i] * alpha
@@ -41,9 +41,9 @@ def _map_span(op, x, y, out, alpha, beta, lo, hi):
     elif op == TANH_F:
         for i in range(lo, hi):
             out[i] = math.tanh(x[i])
-    elif op == RELU_B:                     # x = y (forward output), y = dy
-        for i in range(lo, hi):
-            out[i] = y[i] if x[i] > 0 else zero
+    elif op == RELU_B:                     # x = y (forward output), y = dy; dy * 0 or 1, so
+        for i in range(lo, hi):            # a NaN or inf dy gives NaN as in the reference
+            out[i] = y[i] * (one if x[i] > 0 else zero)
     elif op == LEAKY_B:
         for i in range(lo, hi):
             out[i] = y[i] if x[i] > 0 else y[i] * alpha
@@ -68,11 +68,15 @@ def _map_span(op, x, y, out, alpha, beta, lo, hi):
     elif op == SCALE:                      # scale_: out *= alpha
         for i in range(lo, hi):
             out[i] *= alpha
-    elif op == PENALTY:                    # penalty_grad: out += alpha sign(x) + beta x
-        for i in range(lo, hi):
-            w = x[i]
-            sign = one if w > 0 else (-one if w < 0 else zero)
-            out[i] += alpha * sign + beta * w
+    elif op == PENALTY:                    # penalty_grad: out += alpha sign(x); out += beta x
+        if alpha != 0:                     # (a term whose coefficient is 0 is skipped)
+            for i in range(lo, hi):
+                w = x[i]
+                sign = one if w > 0 else (-one if w < 0 else (w if w != w else zero))
+                out[i] += alpha * sign
+        if beta != 0:
+            for i in range(lo, hi):
+                out[i] += beta * x[i]
 
 
 @njit(cache=True, parallel=True)
@@ -130,7 +134,10 @@ def reduce_sum(op, x, y, count):
 
 @njit(cache=True, fastmath={"contract"})
 def _softmax_row(x, out):
-    """out = softmax(x) for one row, max-subtracted; returns (max, log(sum exp(x - max)))."""
+    """out = softmax(x) for one row, max-subtracted; returns (max, log(sum exp(x - max)))
+    in float64. A row of no columns is left alone (nothing to read)."""
+    if x.shape[0] == 0:
+        return x.dtype.type(0), 0.0
     m = x[0]
     for j in range(1, x.shape[0]):
         m = max(m, x[j])
@@ -221,14 +228,19 @@ def softmax_cross_entropy_backward(probs, labels, dlogits):
 
 @njit(cache=True)
 def count_correct(scores, labels):
-    """Rows whose first maximum sits at the label."""
+    """Rows whose argmax sits at the label; argmax as numpy.argmax: the first NaN of the
+    row, else its first maximum."""
     n, c = scores.shape
     right = 0
     for i in range(n):
         row = scores[i]
         best = 0
-        for j in range(1, c):
-            if row[j] > row[best]:
+        for j in range(c):
+            v = row[j]
+            if v != v:
+                best = j
+                break
+            if v > row[best]:
                 best = j
         right += best == labels[i]
     return right
@@ -247,9 +259,10 @@ def _dz_db_cols(y, dy, dz, db, act, slope, j0, j1):
         if act == LINEAR:
             for j in range(j0, j1):
                 dzr[j] = dyr[j]
-        elif act == RELU:
+        elif act == RELU:                      # dy * (0 or 1): a NaN dy stays NaN
+            zero = one - one
             for j in range(j0, j1):
-                dzr[j] = dyr[j] if yr[j] > 0 else 0
+                dzr[j] = dyr[j] * (one if yr[j] > 0 else zero)
         else:
             for j in range(j0, j1):
                 dzr[j] = dyr[j] * act_grad(yr[j], act, slope, one)

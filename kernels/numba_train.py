@@ -151,6 +151,25 @@ class FusedStep:
             first, second = [m for m, _ in moments], [v for _, v in moments]
         return first, second
 
+    def _check(self, denses, s1w, s2w, s1b, s2b):
+        """Every array the compiled step reads or writes has the shape, dtype and layout it
+        will assume (it indexes them without bounds checks)."""
+        names = ("velocity", "velocity") if self.kind == SGD_KIND else ("Adam m", "Adam v")
+        for l, dense in enumerate(denses):
+            w, b = (dense.in_features, dense.out_features), (dense.out_features,)
+            arrays = [("weight", dense.weight.value, w), ("weight gradient", dense.weight.gradient, w),
+                      ("bias", dense.bias.value, b), ("bias gradient", dense.bias.gradient, b),
+                      (f"weight {names[0]}", s1w[l], w), (f"bias {names[0]}", s1b[l], b)]
+            if self.kind == ADAM_KIND:
+                arrays += [(f"weight {names[1]}", s2w[l], w), (f"bias {names[1]}", s2b[l], b)]
+            for what, a, shape in arrays:
+                if not (isinstance(a, np.ndarray) and a.dtype == self.dtype and a.shape == shape
+                        and a.flags.c_contiguous and a.flags.writeable):
+                    raise ValueError(
+                        f"fused step: layer {l} {what} must be a writeable C-contiguous {self.dtype} "
+                        f"array of shape {shape}, got {type(a).__name__} {getattr(a, 'dtype', '')} "
+                        f"{getattr(a, 'shape', '')}")
+
     def _hyper(self):
         opt = self.optimizer
         if self.kind == SGD_KIND:
@@ -177,9 +196,10 @@ class FusedStep:
         denses = [dense for dense, _, _ in self.plan]
         weights = [d.weight for d in denses]
         biases = [d.bias for d in denses]
-        hyper = self._hyper()
         s1w, s2w = self._state(weights)
         s1b, s2b = self._state(biases)
+        self._check(denses, s1w, s2w, s1b, s2b)     # before the Adam step count moves
+        hyper = self._hyper()
         outs, grads = self._buffers(len(x))
         opt = self.optimizer
         threads = numba.get_num_threads()

@@ -56,7 +56,7 @@ def sigmoid(v, one):
 def activate(v, code, slope, one):
     """act(v) for activation ``code`` (see ACT_CODES); ``slope`` is leaky ReLU's alpha."""
     if code == RELU:
-        return v if v > 0 else one - one
+        return one - one if v < 0 else v        # NaN stays NaN, as np.maximum(v, 0)
     if code == LEAKY_RELU:
         return v if v > 0 else v * slope
     if code == SIGMOID:

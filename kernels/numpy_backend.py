@@ -3,7 +3,8 @@
 Each kernel is the plainest correct vectorised NumPy for its formula in
 ``kernels/contract.py``. Results are written into the given outputs with
 ``out[...] =`` / ``np.<ufunc>(..., out=out)``; a few temporaries are allowed here
-because clarity beats speed in the reference.
+because clarity beats speed in the reference. NaN and infinities follow IEEE
+arithmetic, and this module's behaviour is the contract's (``relu(nan)`` is NaN).
 """
 
 import numpy as np
@@ -113,11 +114,15 @@ def softmax_backward(y, dy, dx):
 
 
 def softmax_cross_entropy_forward(logits, labels, probs):
-    z = logits - logits.max(axis=1, keepdims=True)
-    logsumexp = np.log(np.exp(z).sum(axis=1))
-    np.exp(z - logsumexp[:, None], out=probs)
+    # max, z and the probabilities in the logits' dtype; row sums, their log and each
+    # row's loss in float64 (the contract's rule for reductions)
+    top = logits.max(axis=1, keepdims=True)
+    z = logits - top
+    logsumexp = np.log(np.exp(z).sum(axis=1, dtype=np.float64))
+    np.exp(z - logsumexp[:, None].astype(logits.dtype), out=probs)
     rows = np.arange(logits.shape[0])
-    return float(np.mean(logsumexp - z[rows, labels], dtype=np.float64))
+    picked = logits[rows, labels].astype(np.float64) - top[:, 0].astype(np.float64)
+    return float(np.mean(logsumexp - picked))
 
 
 def softmax_cross_entropy_backward(probs, labels, dlogits):
@@ -128,7 +133,8 @@ def softmax_cross_entropy_backward(probs, labels, dlogits):
 
 
 def mse_forward(y, t):
-    return float(np.mean((y - t) ** 2, dtype=np.float64))
+    d = y.astype(np.float64) - t.astype(np.float64)     # float64 before any arithmetic
+    return float(np.mean(d * d))
 
 
 def mse_backward(y, t, dy):
@@ -136,8 +142,9 @@ def mse_backward(y, t, dy):
 
 
 def bce_with_logits_forward(z, t):
+    z, t = z.astype(np.float64), t.astype(np.float64)
     loss = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
-    return float(np.mean(loss, dtype=np.float64))
+    return float(np.mean(loss))
 
 
 def bce_with_logits_backward(z, t, dz):
@@ -147,6 +154,7 @@ def bce_with_logits_backward(z, t, dz):
 
 
 def count_correct(scores, labels):
+    # numpy.argmax: the first maximum of a row, or its first NaN
     return int(np.count_nonzero(np.argmax(scores, axis=1) == labels))
 
 
@@ -218,8 +226,8 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled
 
 
 def sum_squares(x):
-    x = np.asarray(x, dtype=np.float64)
-    return float(np.dot(x.ravel(), x.ravel()))
+    x = np.asarray(x, dtype=np.float64).ravel()
+    return float(np.dot(x, x))
 
 
 def abs_sum(x):

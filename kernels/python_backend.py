@@ -48,9 +48,14 @@ def _sigmoid(v):
     return e / (1.0 + e)
 
 
+def _sqrt(v):
+    """math.sqrt, but NaN (as NumPy gives) rather than ValueError for a negative number."""
+    return math.sqrt(v) if v >= 0 else math.nan
+
+
 def _act(v, activation, alpha):
     if activation == "relu":
-        return v if v > 0 else 0.0
+        return 0.0 if v < 0 else v          # NaN stays NaN
     if activation == "leaky_relu":
         return v if v > 0 else alpha * v
     if activation == "sigmoid":
@@ -196,7 +201,7 @@ def softmax_cross_entropy_backward(probs, labels, dlogits):
 
 def mse_forward(y, t):
     ys, ts = y.reshape(-1).tolist(), t.reshape(-1).tolist()
-    return sum((a - b) ** 2 for a, b in zip(ys, ts)) / len(ys)
+    return sum((a - b) * (a - b) for a, b in zip(ys, ts)) / len(ys)
 
 
 def mse_backward(y, t, dy):
@@ -217,15 +222,19 @@ def bce_with_logits_backward(z, t, dz):
     dz.reshape(-1)[...] = [(_sigmoid(a) - b) / len(zs) for a, b in zip(zs, ts)]
 
 
+def _argmax(row):
+    """numpy.argmax's rule: the first NaN, else the first maximum."""
+    best = 0
+    for j, v in enumerate(row):
+        if v != v:
+            return j
+        if v > row[best]:
+            best = j
+    return best
+
+
 def count_correct(scores, labels):
-    correct = 0
-    for row, label in zip(_rows(scores), labels.tolist()):
-        best = 0
-        for j in range(1, len(row)):
-            if row[j] > row[best]:
-                best = j
-        correct += best == label
-    return correct
+    return sum(_argmax(row) == label for row, label in zip(_rows(scores), labels.tolist()))
 
 
 # --- dropout, residual, batch norm ----------------------------------------
@@ -251,8 +260,8 @@ def batchnorm_forward(x, gamma, beta, out, xhat, invstd, running_mean, running_v
     X, G, B = _rows(x), gamma.tolist(), beta.tolist()
     n, d = len(X), len(G)
     M = [sum(X[r][j] for r in range(n)) / n for j in range(d)]
-    V = [sum((X[r][j] - M[j]) ** 2 for r in range(n)) / n for j in range(d)]
-    S = [1.0 / math.sqrt(v + eps) for v in V]
+    V = [sum((X[r][j] - M[j]) * (X[r][j] - M[j]) for r in range(n)) / n for j in range(d)]
+    S = [1.0 / _sqrt(v + eps) for v in V]
     XH = [[(X[r][j] - M[j]) * S[j] for j in range(d)] for r in range(n)]
     out[...] = [[G[j] * XH[r][j] + B[j] for j in range(d)] for r in range(n)]
     xhat[...] = XH
@@ -265,7 +274,7 @@ def batchnorm_forward(x, gamma, beta, out, xhat, invstd, running_mean, running_v
 
 def batchnorm_inference(x, gamma, beta, running_mean, running_var, eps, out):
     G, B, RM, RV = gamma.tolist(), beta.tolist(), running_mean.tolist(), running_var.tolist()
-    S = [G[j] / math.sqrt(RV[j] + eps) for j in range(len(G))]
+    S = [G[j] / _sqrt(RV[j] + eps) for j in range(len(G))]
     out[...] = [[(v - RM[j]) * S[j] + B[j] for j, v in enumerate(row)] for row in _rows(x)]
 
 
@@ -285,7 +294,7 @@ def batchnorm_backward(xhat, gamma, invstd, dy, dx, dgamma, dbeta):
 def sgd_update(p, g, v, lr, momentum, weight_decay, nesterov):
     P, G, V = p.reshape(-1).tolist(), g.reshape(-1).tolist(), v.reshape(-1).tolist()
     for i in range(len(P)):
-        grad = G[i] + weight_decay * P[i]
+        grad = G[i] + weight_decay * P[i] if weight_decay else G[i]
         if momentum == 0:
             P[i] -= lr * grad
             continue
@@ -302,13 +311,13 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled
     c1, c2 = 1.0 - beta1 ** step, 1.0 - beta2 ** step
     for i in range(len(P)):
         grad = G[i]
-        if decoupled:
+        if weight_decay and decoupled:
             P[i] -= lr * weight_decay * P[i]
-        else:
+        elif weight_decay:
             grad += weight_decay * P[i]
         M[i] = beta1 * M[i] + (1.0 - beta1) * grad
         V[i] = beta2 * V[i] + (1.0 - beta2) * grad * grad
-        P[i] -= lr * (M[i] / c1) / (math.sqrt(V[i] / c2) + eps)
+        P[i] -= lr * (M[i] / c1) / (_sqrt(V[i] / c2) + eps)
     p.reshape(-1)[...] = P
     m.reshape(-1)[...] = M
     v.reshape(-1)[...] = V
@@ -328,5 +337,8 @@ def scale_(x, s):
 
 def penalty_grad(w, g, l1, l2):
     ws, gs = w.reshape(-1).tolist(), g.reshape(-1).tolist()
-    sign = lambda v: (v > 0) - (v < 0)  # noqa: E731
-    g.reshape(-1)[...] = [gv + l1 * sign(wv) + l2 * wv for wv, gv in zip(ws, gs)]
+    if l1:      # two steps, each skipped when its coefficient is 0, as in the reference
+        gs = [gv + l1 * (wv if wv != wv else (wv > 0) - (wv < 0)) for wv, gv in zip(ws, gs)]
+    if l2:
+        gs = [gv + l2 * wv for wv, gv in zip(ws, gs)]
+    g.reshape(-1)[...] = gs

@@ -183,12 +183,24 @@ def test_host_inputs_are_uploaded(gpu, reference):
     np.testing.assert_allclose(gpu.to_host(out), want, rtol=1e-12)
 
 
-def test_labels_outside_the_classes_never_read_out_of_bounds(gpu):
-    """Device labels are range-checked by the caller on upload; a bad one gives NaN, not a crash."""
-    logits = gpu.asarray(np.zeros((2, 3), np.float32))
-    bad = gpu.asarray(np.array([0, 7], np.int64))
-    loss = gpu.softmax_cross_entropy_forward(logits, bad, gpu.empty((2, 3), np.float32))
-    assert np.isnan(loss)
+def test_labels_outside_the_classes_on_the_device_are_a_clear_error(gpu):
+    """Device labels are not range-checked on the host: the kernels that read them flag a bad
+    one (in mapped memory, no extra copy) and the call raises, naming the row and the label;
+    the row itself is never read out of bounds."""
+    logits = gpu.asarray(np.zeros((3, 3), np.float32))
+    probs = gpu.empty((3, 3), np.float32)
+    for labels, row, value in (([0, 7, 1], 1, 7), ([-1, 0, 2], 0, -1)):
+        bad = gpu.asarray(np.array(labels, np.int64))
+        with pytest.raises(ValueError, match=rf"softmax_cross_entropy_forward: label {value} at row {row} "
+                                             r"is outside \[0, 3\)"):
+            gpu.softmax_cross_entropy_forward(logits, bad, probs)
+        with pytest.raises(ValueError, match=rf"softmax_cross_entropy_backward: label {value} at row {row}"):
+            gpu.softmax_cross_entropy_backward(probs, bad, gpu.empty((3, 3), np.float32))
+    good = gpu.asarray(np.array([0, 1, 2], np.int64))             # the flag is reset each call
+    assert np.isclose(gpu.softmax_cross_entropy_forward(logits, good, probs), np.log(3))
+    dlogits = gpu.empty((3, 3), np.float32)
+    gpu.softmax_cross_entropy_backward(probs, good, dlogits)
+    np.testing.assert_allclose(gpu.to_host(dlogits), (1 / 3 - np.eye(3)) / 3, rtol=1e-6)
 
 
 # --- gradients and training ----------------------------------------------------------------

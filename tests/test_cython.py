@@ -245,6 +245,8 @@ RAW_BAD_CALLS = [
                                  _f32(3), _f32(3), 0.1, 1e-5),
     lambda: cb.sgd_update(_f32(5), _f32(6), _f32(5), 0.1, 0.9, 0.0, False),
     lambda: cb.adam_update(_f32(5), _f32(5), _f32(5), _f32(5), 0.1, 0.9, 0.999, 1e-8, 0.0, 0, False),
+    lambda: cb.softmax_cross_entropy_forward(_f32(0, 3), np.zeros(0, np.int64), _f32(0, 3)),  # no rows
+    lambda: cb.count_correct(_f32(2, 0), np.zeros(2, np.int64)),                          # no columns
 ]
 
 
@@ -347,3 +349,97 @@ def test_fused_step_checks_its_inputs():
     model.layers[0].weight.value = np.zeros((3, 3), np.float32)   # a swapped-out parameter
     with pytest.raises(ValueError, match="weight"):
         step(x, np.zeros(4, np.int64))
+
+
+def test_raw_cross_entropy_never_reads_an_empty_row():
+    """Rows of zero classes right before an inaccessible page: the raw compiled kernels
+    refuse them (ValueError) without reading a first element that is not there."""
+    from test_contract import assert_survived, run_guarded
+    rc, out = run_guarded("""
+        import numpy as np
+        from fastnn.kernels._cython import _kernels
+        labels = np.zeros(2, np.int64)
+        for name in ("softmax_cross_entropy_forward", "softmax_forward", "count_correct"):
+            args = {"softmax_forward": (guarded((2, 0)), guarded((2, 0))),
+                    "count_correct": (guarded((2, 0)), labels)}.get(
+                        name, (guarded((2, 0)), labels, guarded((2, 0))))
+            try:
+                getattr(_kernels, name)(*args)
+                print(name, "returned")
+            except ValueError as exc:
+                print(name, "refused:", exc)
+    """)
+    assert_survived(rc, out)
+    assert "softmax_cross_entropy_forward refused" in out and "count_correct refused" in out, out
+    assert "softmax_forward returned" in out, out
+
+
+# --- thin GEMMs: a row, a column or a few outputs ------------------------------------------------
+
+THIN = [(1, 1, 1), (1, 1, 5000), (1, 37, 300), (1, 300, 37), (29, 1, 300), (300, 1, 29), (3, 4, 1000),
+        (2, 2, 9000), (1, 1, 70000)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_thin_products_match_numpy_and_take_milliseconds(simd, threads, dtype):
+    """Dot / axpy code for thin shapes, every transpose, alpha and beta, the dense epilogue;
+    and 1 x 4e6 x 1 in milliseconds (the packed micro-tiles took ~80 ms, mostly padding)."""
+    rng = np.random.default_rng(4)
+    for m, n, k in THIN:
+        for ta in (False, True):
+            for tb in (False, True):
+                a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+                b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+                want = (a.T if ta else a) @ (b.T if tb else b)
+                for alpha, beta in ((1.0, 0.0), (-0.5, 0.25)):
+                    c0 = rng.standard_normal((m, n)).astype(dtype)
+                    out = c0.copy() if beta else np.full((m, n), np.nan, dtype)
+                    cb.gemm(layout(a, "F") if ta else a, b, out, ta, tb, alpha, beta)
+                    np.testing.assert_allclose(out, alpha * want + beta * c0, rtol=TOL[dtype] * 10,
+                                               atol=TOL[dtype] * np.sqrt(k) * 10)
+        x, w, bias = (rng.standard_normal(s).astype(dtype) for s in ((m, k), (k, n), (n,)))
+        y = np.empty((m, n), dtype)
+        cb.dense_forward(x, w, bias, y, "tanh")
+        np.testing.assert_allclose(y, np.tanh(x @ w + bias), rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
+    a, b = np.ones((1, 4_000_000), dtype), np.full((4_000_000, 1), 0.5, dtype)
+    out = np.empty((1, 1), dtype)
+    best = min(_timed(lambda: cb.gemm(a, b, out)) for _ in range(3))
+    assert out[0, 0] == 2e6 and best < 0.015, best
+
+
+def _timed(fn):
+    import time
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_and_inf_through_every_simd_path(simd, dtype):
+    """The micro-kernels, packing and epilogues of each SIMD path keep NaN and infinities
+    exactly where the reference has them (shapes crossing the micro-tile edges)."""
+    from test_kernels import close, specials
+    rng = np.random.default_rng(9)
+    n, i, o = 37, 41, 29
+    x, w, bias = specials(rng, (n, i), dtype, count=6), specials(rng, (i, o), dtype, count=6), \
+        specials(rng, (o,), dtype, count=2)
+    with np.errstate(all="ignore"):
+        for act in K.contract.ACTIVATIONS:
+            got, want = np.full((n, o), 7.0, dtype), np.empty((n, o), dtype)
+            cb.dense_forward(x, w, bias, got, act, 0.1)
+            ref.dense_forward(x, w, bias, want, act, 0.1)
+            close(got, want, dtype, scale=i)
+            dy = specials(rng, (n, o), dtype, count=4)
+            grads = {}
+            for mod in (cb, ref):
+                outs = [np.zeros(s, dtype) for s in ((n, o), (n, i), (i, o), (o,))]
+                mod.dense_backward(x, w, want, dy, *outs, act, 0.1)
+                grads[mod] = outs
+            for g, r in zip(grads[cb], grads[ref]):
+                close(g, r, dtype, scale=max(n, o))
+        c0 = specials(rng, (n, o), dtype, count=3)
+        for alpha, beta in ((1.0, 0.0), (0.0, 0.0), (2.0, 0.5)):
+            got, want = c0.copy(), c0.copy()
+            cb.gemm(x, w, got, alpha=alpha, beta=beta)
+            ref.gemm(x, w, want, alpha=alpha, beta=beta)
+            close(got, want, dtype, scale=i)

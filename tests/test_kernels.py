@@ -54,8 +54,17 @@ def host(backend, a):
 
 
 def close(got, want, dtype, scale=None):
+    """got == want within the dtype's tolerance; NaN, +inf and -inf must sit at exactly the
+    same places (a backend may never turn a NaN into a number, or a number into a NaN)."""
     tol = TOL[np.dtype(dtype)]
-    want = np.asarray(want)
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    for kind in (np.isnan, np.isposinf, np.isneginf):
+        wrong = kind(got) != kind(want)
+        assert not wrong.any(), (f"{kind.__name__} differs at {np.argwhere(wrong)[:4].tolist()}: "
+                                 f"got {got[wrong][:4]}, want {want[wrong][:4]}")
+    finite = np.isfinite(want)
+    got, want = got[finite], want[finite]
     scale = max(1.0, float(np.max(np.abs(want)))) if scale is None and want.size else (scale or 1.0)
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
 
@@ -303,6 +312,172 @@ def test_reductions_and_in_place(backend, reference, data):
     w, g = make(data, shape, dtype), make(data, shape, dtype, layout="C")
     compare(backend, reference, "penalty_grad", [w, 1e-2, 1e-3], {1: g}, dtype)
     compare(backend, reference, "scale_", [0.5], {0: g}, dtype)
+
+
+# --- NaN and infinities: exactly where the reference has them --------------------------------
+
+SPECIAL = (np.nan, np.inf, -np.inf)
+
+
+def specials(rng, shape, dtype, low=-2.0, high=2.0, count=3):
+    """Uniform values with NaN, +inf and -inf (in that order) at ``count`` random places."""
+    a = rng.uniform(low, high, shape)
+    flat = a.reshape(-1)
+    where = rng.choice(flat.size, min(count, flat.size), replace=False)
+    flat[where] = [SPECIAL[i % 3] for i in range(where.size)]
+    return a.astype(dtype)
+
+
+def _special_cases():
+    """name -> builder(rng, dtype) -> (inputs, outputs, kwargs) for compare()."""
+    n, i, o = 5, 4, 6
+    S = specials
+
+    def act_pair(act, extra):
+        def forward(rng, dt):
+            return [S(rng, (n, o), dt, -8, 8)] + list(extra), {1: (n, o)}, {}
+
+        def backward(rng, dt):
+            y = np.empty((n, o), dt)
+            getattr(K.get("numpy"), f"{act}_forward")(S(rng, (n, o), dt, -8, 8), y, *extra)
+            return [y, S(rng, (n, o), dt)] + list(extra), {2: (n, o)}, {}
+        return {f"{act}_forward": forward, f"{act}_backward": backward}
+
+    cases = {
+        "gemm": lambda rng, dt: ([S(rng, (i, n), dt), S(rng, (o, i), dt)], {2: S(rng, (n, o), dt)},
+                                 dict(trans_a=True, trans_b=True, alpha=-0.5, beta=0.25)),
+        "gemm-beta0": lambda rng, dt: ([S(rng, (n, i), dt), S(rng, (i, o), dt)], {2: (n, o)}, {}),
+        "gemm-alpha0": lambda rng, dt: ([S(rng, (n, i), dt), S(rng, (i, o), dt)], {2: (n, o)},
+                                        dict(alpha=0.0)),
+        "softmax_forward": lambda rng, dt: ([S(rng, (n, o), dt, -20, 20, count=4)], {1: (n, o)}, {}),
+        "softmax_backward": lambda rng, dt: ([S(rng, (n, o), dt, 0, 1), S(rng, (n, o), dt)], {2: (n, o)}, {}),
+        "softmax_cross_entropy_forward": lambda rng, dt: (
+            [S(rng, (n, o), dt, -20, 20, count=2), rng.integers(0, o, n)], {2: (n, o)}, {}),
+        "softmax_cross_entropy_backward": lambda rng, dt: (
+            [S(rng, (n, o), dt, 0, 1), rng.integers(0, o, n)], {2: (n, o)}, {}),
+        "mse_forward": lambda rng, dt: ([S(rng, (n, o), dt), S(rng, (n, o), dt)], {}, {}),
+        "mse_backward": lambda rng, dt: ([S(rng, (n, o), dt), S(rng, (n, o), dt)], {2: (n, o)}, {}),
+        "bce_with_logits_forward": lambda rng, dt: ([S(rng, (n, o), dt, -30, 30), S(rng, (n, o), dt, 0, 1)],
+                                                    {}, {}),
+        "bce_with_logits_backward": lambda rng, dt: ([S(rng, (n, o), dt, -30, 30), S(rng, (n, o), dt, 0, 1)],
+                                                     {2: (n, o)}, {}),
+        "dropout_forward": lambda rng, dt: ([S(rng, (n, o), dt), S(rng, (n, o), dt)], {2: (n, o)}, {}),
+        "dropout_backward": lambda rng, dt: ([S(rng, (n, o), dt), S(rng, (n, o), dt)], {2: (n, o)}, {}),
+        "add": lambda rng, dt: ([S(rng, (n, o), dt), S(rng, (n, o), dt)], {2: (n, o)}, {}),
+        "batchnorm_forward": lambda rng, dt: (
+            [S(rng, (n, o), dt, count=2), S(rng, (o,), dt, 0.5, 1.5, 1), S(rng, (o,), dt, count=1)],
+            {3: (n, o), 4: (n, o), 5: (o,), 6: S(rng, (o,), dt, count=1), 7: S(rng, (o,), dt, 0.5, 2, 1)},
+            dict(momentum=0.1, eps=1e-3)),
+        "batchnorm_inference": lambda rng, dt: (
+            [S(rng, (n, o), dt, count=2), S(rng, (o,), dt, count=1), S(rng, (o,), dt, count=1),
+             S(rng, (o,), dt, count=1), S(rng, (o,), dt, 0.5, 2, 3), 1e-3], {6: (n, o)}, {}),
+        "batchnorm_backward": lambda rng, dt: (
+            [S(rng, (n, o), dt, count=2), S(rng, (o,), dt, count=1), S(rng, (o,), dt, 0.5, 2, 1),
+             S(rng, (n, o), dt, count=2)], {4: (n, o), 5: (o,), 6: (o,)}, {}),
+        "sum_squares": lambda rng, dt: ([S(rng, (n, o), dt)], {}, {}),
+        "sum_squares-inf": lambda rng, dt: ([np.array([np.inf, 1.0, -np.inf], dt)], {}, {}),
+        "abs_sum": lambda rng, dt: ([S(rng, (n, o), dt)], {}, {}),
+        "abs_sum-inf": lambda rng, dt: ([np.array([[-np.inf, 1.0]], dt)], {}, {}),
+        "scale_": lambda rng, dt: ([0.5], {0: S(rng, (n, o), dt)}, {}),
+        "scale_-by-0": lambda rng, dt: ([0.0], {0: S(rng, (n, o), dt)}, {}),
+    }
+    for act in ACTIVATIONS:
+        cases[f"dense_forward-{act}"] = lambda rng, dt, act=act: (
+            [S(rng, (n, i), dt), S(rng, (i, o), dt), S(rng, (o,), dt, count=1)], {3: (n, o)},
+            dict(activation=act, alpha=0.1))
+    for act, extra in ELEMENTWISE:
+        cases.update(act_pair(act, extra))
+    for l1, l2 in ((0.1, 0.0), (0.0, 0.1), (0.1, 0.01), (0.0, 0.0)):
+        cases[f"penalty_grad-{l1}-{l2}"] = lambda rng, dt, l1=l1, l2=l2: (
+            [S(rng, (n, o), dt), l1, l2], {1: S(rng, (n, o), dt)}, {})
+    return cases
+
+
+SPECIAL_CASES = _special_cases()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", sorted(SPECIAL_CASES))
+def test_nan_and_inf_land_where_the_reference_puts_them(backend, reference, case, dtype):
+    rng = np.random.default_rng(abs(hash(case)) % 2**32)
+    inputs, outputs, kwargs = SPECIAL_CASES[case](rng, dtype)
+    with np.errstate(all="ignore"):
+        compare(backend, reference, case.split("-")[0], inputs, outputs, dtype, kwargs)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_backward_with_nan_and_inf(backend, reference, activation, dtype):
+    rng = np.random.default_rng(7)
+    n, i, o = 5, 4, 6
+    x, w = specials(rng, (n, i), dtype), specials(rng, (i, o), dtype)
+    y, dy = np.empty((n, o), dtype), specials(rng, (n, o), dtype)
+    with np.errstate(all="ignore"):
+        reference.dense_forward(x, w, specials(rng, (o,), dtype, count=1), y, activation, 0.1)
+        results = {}
+        for bk in (reference, backend):
+            outs = [bk.asarray(np.zeros(shape, dtype)) for shape in ((n, o), (n, i), (i, o), (o,))]
+            bk.dense_backward(on(bk, x), on(bk, w), on(bk, y), on(bk, dy), *outs, activation, 0.1)
+            results[bk.name] = [host(bk, a) for a in outs]
+    for got, want in zip(results[backend.name], results["numpy"]):
+        close(got, want, dtype)
+
+
+@pytest.mark.parametrize("wd", [0.0, 1e-2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_optimizers_with_nan_and_inf(backend, reference, wd, dtype):
+    rng = np.random.default_rng(8)
+    shape = (4, 5)
+    p, g, v, m = (specials(rng, shape, dtype) for _ in range(4))
+    v2 = specials(rng, shape, dtype, 0, 2)
+    results = {}
+    with np.errstate(all="ignore"):
+        for bk in (reference, backend):
+            arrays = [bk.asarray(a.copy()) for a in (p, v, p, m, v2)]
+            bk.sgd_update(arrays[0], on(bk, g), arrays[1], 0.1, 0.9, wd, True)
+            bk.sgd_update(arrays[0], on(bk, g), arrays[1], 0.1, 0.0, wd, False)
+            bk.adam_update(arrays[2], on(bk, g), arrays[3], arrays[4], 1e-2, 0.9, 0.999, 1e-8, wd, 2, False)
+            bk.adam_update(arrays[2], on(bk, g), arrays[3], arrays[4], 1e-2, 0.9, 0.999, 1e-8, wd, 3, True)
+            results[bk.name] = [host(bk, a) for a in arrays]
+    for got, want in zip(results[backend.name], results["numpy"]):
+        close(got, want, dtype)
+
+
+def test_count_correct_takes_the_first_nan_as_the_maximum(backend, reference):
+    """numpy.argmax's rule on every backend: the first NaN of a row wins, else the first maximum."""
+    nan, inf = np.nan, np.inf
+    scores = np.array([[0, nan, 1], [nan, 5, nan], [1, 2, inf], [3, 3, 1], [-inf, -inf, -inf],
+                       [inf, 7, nan], [2, 2, 2], [nan, nan, nan]], np.float32)
+    want = np.argmax(scores, axis=1)
+    for row, best in zip(scores, want):
+        for label in range(3):
+            got = backend.count_correct(on(backend, row[None].copy()), on(backend, np.array([label])))
+            assert got == (label == best), (row, label, best)
+    assert backend.count_correct(on(backend, scores), on(backend, want)) == len(scores)
+
+
+# --- one accumulation rule for reductions to a scalar --------------------------------------------
+
+def test_scalar_reductions_convert_to_float64_first(backend, reference):
+    """float32 inputs whose terms overflow float32: every backend gives the float64 value."""
+    f32 = np.float32
+    cases = [
+        ("mse_forward", (np.array([[3e38]], f32), np.zeros((1, 1), f32)), 9e76),
+        ("mse_forward", (np.array([[3e38, -3e38]], f32), np.array([[-3e38, 3e38]], f32)), 3.6e77),
+        ("bce_with_logits_forward", (np.array([[3e38]], f32), np.array([[-1.0]], f32)), 6e38),
+        ("sum_squares", (np.array([3e38, 3e38], f32),), 18e76),
+        ("abs_sum", (np.array([3e38, -3e38], f32),), 6e38),
+    ]
+    for name, args, want in cases:
+        got = getattr(backend, name)(*[on(backend, a) for a in args])
+        assert np.isclose(got, want, rtol=1e-6), (name, got, want)
+        assert np.isclose(getattr(reference, name)(*args), want, rtol=1e-6)
+    logits, labels = np.array([[3e38, -3e38], [0.0, 0.0]], f32), np.array([1, 0])
+    probs = out_like(backend, (2, 2), f32)
+    with np.errstate(over="ignore"):                # logits - max overflows to -inf: harmless
+        loss = backend.softmax_cross_entropy_forward(on(backend, logits), on(backend, labels), probs)
+    assert np.isclose(loss, (6e38 + np.log(2)) / 2, rtol=1e-6), loss
+    close(host(backend, probs), [[1, 0], [0.5, 0.5]], f32)
 
 
 # --- the contract protects compiled code -------------------------------------------

@@ -347,3 +347,89 @@ def test_unsupported_models_get_no_fused_step():
 
 def test_warmup_compiles_and_returns_nothing():
     assert NB.warmup() is None
+
+
+@pytest.mark.parametrize("what", ["gradient", "velocity", "adam"])
+def test_fused_step_refuses_mis_shaped_gradients_and_state(what):
+    """A (6, 4) gradient or optimizer state for a (6, 40) weight, its data ending right before
+    an inaccessible page: the fused step (and fit) must refuse it before compiled code
+    writes past it."""
+    from test_contract import assert_survived, run_guarded
+    rc, out = run_guarded(f"""
+        import numpy as np
+        import fastnn as fnn
+        from fastnn.kernels import numba_backend as NB
+        model = fnn.Sequential([fnn.Dense(6, 40), fnn.ReLU(), fnn.Dense(40, 3)], backend="numba", seed=0)
+        weight = model.layers[0].weight
+        opt = fnn.Adam(model.parameters()) if {what!r} == "adam" else fnn.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        bad = guarded((6, 4))
+        if {what!r} == "gradient":
+            weight.gradient = bad
+        elif {what!r} == "velocity":
+            opt.velocity(weight)
+            opt.state[id(weight)] = (opt.state[id(weight)][0], [bad])
+        else:
+            opt.moments(weight)
+            opt.state[id(weight)] = (opt.state[id(weight)][0], [np.zeros((6, 40), np.float32), bad])
+        X = np.ones((64, 6), np.float32)
+        y = np.arange(64) % 3
+        step = NB.make_train_step(model, fnn.SoftmaxCrossEntropy(), opt)
+        try:
+            step(X[:16], y[:16])
+        except ValueError as exc:
+            print("REFUSED", exc)
+        try:
+            fnn.fit(model, fnn.SoftmaxCrossEntropy(), opt, X, y, epochs=1, batch_size=16, verbose=0)
+        except ValueError as exc:
+            print("FIT REFUSED", exc)
+        print("steps", getattr(opt, "step_count", 0))
+    """)
+    assert_survived(rc, out)
+    assert "REFUSED fused step: layer 0 weight" in out and "FIT REFUSED" in out, out
+    assert "shape (6, 40)" in out and "steps 0" in out, out
+
+
+# --- thin GEMMs: a row, a column or a few outputs ------------------------------------------------
+
+THIN = [(1, 1, 1), (1, 1, 5000), (1, 37, 300), (1, 300, 37), (29, 1, 300), (300, 1, 29), (3, 4, 1000),
+        (2, 2, 9000), (1, 1, 70000)]
+
+
+@pytest.mark.parametrize("m,n,k", THIN)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_thin_products_match_numpy(m, n, k, dtype, monkeypatch):
+    """Thin shapes never reach the packed micro-tiles (mostly padding for them)."""
+    from fastnn.kernels import numba_thin
+    assert numba_thin.is_thin(m, n)
+
+    def packed(*args):
+        raise AssertionError("a thin product went to the packed GEMM")
+    monkeypatch.setattr(numba_gemm, "packed_serial", packed)
+    monkeypatch.setattr(numba_gemm, "packed_parallel", packed)
+    rng = np.random.default_rng(m * n + k)
+    for ta in (False, True):
+        for tb in (False, True):
+            a, b, want = _gemm_case(rng, m, n, k, ta, tb, dtype)
+            for alpha, beta in ((1.0, 0.0), (-0.5, 0.25)):
+                c0 = rng.standard_normal((m, n)).astype(dtype)
+                out = c0.copy() if beta else np.full((m, n), np.nan, dtype)
+                NB.gemm(a, b, out, ta, tb, alpha, beta)
+                _close(out, alpha * want + beta * c0, dtype, np.sqrt(k))
+
+
+def test_thin_products_split_the_reduction_over_threads(force_parallel, monkeypatch):
+    def packed(*args):
+        raise AssertionError("a thin product went to the packed GEMM")
+    monkeypatch.setattr(numba_gemm, "packed_serial", packed)
+    monkeypatch.setattr(numba_gemm, "packed_parallel", packed)
+    backend = K.get("numba")
+    rng = np.random.default_rng(2)
+    for m, n, k in ((1, 1, 50_000), (1, 3, 20_000), (40, 1, 9000)):
+        a, b, want = _gemm_case(rng, m, n, k, False, True, np.float64)
+        out = np.empty((m, n))
+        backend.gemm(a, b, out, trans_b=True)
+        _close(out, want, np.float64, k)
+        x, w, bias = rng.standard_normal((1, k)), rng.standard_normal((k, 5)), rng.standard_normal(5)
+        out = np.empty((1, 5))
+        backend.dense_forward(x, w, bias, out, "tanh")
+        _close(out, np.tanh(x @ w + bias), np.float64, k)

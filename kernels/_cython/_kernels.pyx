@@ -266,6 +266,9 @@ def softmax_cross_entropy_forward(const real[:, ::1] logits, const int64_t[::1] 
                                   real[:, ::1] probs):
     """probs = softmax(logits); returns the mean cross-entropy (one fused pass per row)."""
     _same(labels.shape[0], logits.shape[0], "softmax_cross_entropy_forward: labels vs rows")
+    if logits.shape[0] == 0 or logits.shape[1] == 0:
+        raise ValueError(f"softmax_cross_entropy_forward: logits of shape ({logits.shape[0]}, "
+                         f"{logits.shape[1]}) have no mean loss (need N, C >= 1)")
     _same2(probs.shape[0], probs.shape[1], logits.shape[0], logits.shape[1],
            "softmax_cross_entropy_forward: probs")
     cdef int dt = FNN_F32 if real is float else FNN_F64
@@ -342,7 +345,7 @@ def count_correct(const real[:, ::1] scores, const int64_t[::1] labels):
     cdef int dt = FNN_F32 if real is float else FNN_F64
     cdef fnn_idx correct
     if scores.shape[1] == 0:
-        return 0
+        raise ValueError("count_correct: scores have 0 columns, so no row has an argmax")
     with nogil:
         correct = fnn_count_correct(dt, scores.shape[0], scores.shape[1], &scores[0, 0], &labels[0])
     return correct

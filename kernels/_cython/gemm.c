@@ -1,4 +1,5 @@
-/* GEMM ladder and the dense layer built on it, for float32 and float64. */
+/* GEMM ladder (thin shapes: thin_impl.h) and the dense layer built on it, for float32 and
+ * float64. */
 #include <stdlib.h>
 
 #include "fastnn_internal.h"
@@ -6,6 +7,7 @@
 #define T float
 #define S s
 #define FNN_IS_FLOAT 1
+#include "thin_impl.h"
 #include "gemm_impl.h"
 #undef T
 #undef S
@@ -14,6 +16,7 @@
 #define T double
 #define S d
 #define FNN_IS_FLOAT 0
+#include "thin_impl.h"
 #include "gemm_impl.h"
 #undef T
 #undef S

@@ -11,7 +11,9 @@
  *   4 packed         BLIS: copy blocks of A and B into panels laid out in the order the
  *                    micro-kernel reads them, then a register-blocked SIMD micro-kernel.
  *   5 parallel       rung 4 with OpenMP threads sharing the packing and the tiles.
- */
+ *
+ * Rungs 4 and 5 hand thin shapes (one row or column of C, or a few elements) to the dot /
+ * axpy code of thin_impl.h, where micro-tiles would multiply mostly padding. */
 
 /* C = beta C over an m x n block (beta == 0 writes zeros, beta == 1 does nothing). */
 static void FN(scale_c)(fnn_idx m, fnn_idx n, T beta, T *c, fnn_idx ldc)
@@ -353,10 +355,14 @@ void FN(fnn_gemm_packed)(fnn_idx m, fnn_idx n, fnn_idx k, T alpha, const T *a, f
 {
     if (m <= 0 || n <= 0)
         return;
-    if (k <= 0 || alpha == 0) {
+    if (k <= 0) {  /* (alpha == 0 is computed: 0 * NaN is NaN, as in the reference) */
         FN(scale_c)(m, n, beta, c, ldc);
         if (epi)
             FN(fnn_bias_act)(c, ldc, m, n, epi->bias, epi->act, epi->alpha);
+        return;
+    }
+    if (FN(gemm_is_thin)(m, n)) {  /* a row, a column or a few outputs: thin_impl.h */
+        FN(gemm_thin)(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, ldc, epi, threads);
         return;
     }
     const FN(fnn_gemm_cfg) *cfg = &FN(fnn_gemm_cfgs)[fnn_simd_current];

@@ -2,7 +2,8 @@
  * LOG1P, TANH, SQRT, FABS defined). Arrays are C-contiguous; `n` counts elements,
  * or rows when a column count `c`/`d`/`o` follows. Formulas and their rounding follow
  * the NumPy reference (numpy_backend.py): scalars are rounded to T once, element
- * arithmetic is in T, and only loss means and norms are accumulated in double.
+ * arithmetic is in T, and loss means and norms follow the contract's rule for reductions
+ * (elements converted to double before any arithmetic, sums in double).
  * Loops whose work is large enough run on OpenMP threads (see fnn_team). */
 
 static inline T FN(sigmoid1)(T x)
@@ -168,8 +169,11 @@ void FN(fnn_act_grad_colsum)(fnn_idx n, fnn_idx o, const T *y, const T *dy, T *d
 
 /* --- softmax and losses ----------------------------------------------------------------- */
 
+/* The largest element of a row (0 for a row of no columns: nothing is read then). */
 static T FN(row_max)(fnn_idx c, const T *x)
 {
+    if (c <= 0)
+        return 0;
     T m = x[0];
     for (fnn_idx j = 1; j < c; ++j)
         m = x[j] > m ? x[j] : m;
@@ -207,7 +211,9 @@ static void FN(softmax_backward)(fnn_idx n, fnn_idx c, const T *y, const T *dy, 
 }
 
 /* probs = softmax(logits) and the summed loss  log-sum-exp(z) - z[label]  of every row,
- * with the row max subtracted first (logits of 1e4 stay finite). -1 for a bad label. */
+ * with the row max subtracted first (logits of 1e4 stay finite). The contract's rule for
+ * reductions: exp(z - max) in T, its row sum, the log and the loss term in double.
+ * -1 for a bad label (that row is not read). */
 static int FN(sce_forward)(fnn_idx n, fnn_idx c, const T *logits, const int64_t *labels, T *probs,
                            double *loss)
 {
@@ -216,19 +222,21 @@ static int FN(sce_forward)(fnn_idx n, fnn_idx c, const T *logits, const int64_t 
     int team = fnn_team((double)n * (double)c, FNN_GRAIN_HEAVY);
 #pragma omp parallel for schedule(static) num_threads(team) if (team > 1) reduction(+ : total, bad)
     for (fnn_idx i = 0; i < n; ++i) {
-        const T *zi = logits + i * c;
-        T *pi = probs + i * c, m = FN(row_max)(c, zi), sum = 0;
         int64_t label = labels[i];
         if (label < 0 || label >= c) {
             bad += 1;
             continue;
         }
+        const T *zi = logits + i * c;
+        T *pi = probs + i * c, m = FN(row_max)(c, zi);
+        double sum = 0;
         for (fnn_idx j = 0; j < c; ++j)
-            sum += EXP(zi[j] - m);
-        T lse = LOG(sum);
+            sum += (double)EXP(zi[j] - m);
+        double lse = log(sum);
+        const T tlse = (T)lse;
         for (fnn_idx j = 0; j < c; ++j)
-            pi[j] = EXP((zi[j] - m) - lse);
-        total += (double)(lse - (zi[label] - m));
+            pi[j] = EXP((zi[j] - m) - tlse);
+        total += lse - ((double)zi[label] - (double)m);
     }
     *loss = n ? total / (double)n : 0.0;
     return bad ? -1 : 0;
@@ -256,8 +264,8 @@ static double FN(mse_forward)(fnn_idx n, const T *y, const T *t)
     int team = fnn_team((double)n, FNN_GRAIN_LIGHT);
 #pragma omp parallel for schedule(static) num_threads(team) if (team > 1) reduction(+ : total)
     for (fnn_idx i = 0; i < n; ++i) {
-        T d = y[i] - t[i];
-        total += (double)(d * d);
+        double d = (double)y[i] - (double)t[i];  /* float64 before any arithmetic */
+        total += d * d;
     }
     return total / (double)n;
 }
@@ -275,8 +283,8 @@ static double FN(bce_forward)(fnn_idx n, const T *z, const T *t)
     int team = fnn_team((double)n, FNN_GRAIN_HEAVY);
 #pragma omp parallel for schedule(static) num_threads(team) if (team > 1) reduction(+ : total)
     for (fnn_idx i = 0; i < n; ++i) {
-        T zi = z[i];
-        total += (double)((zi > 0 ? zi : 0) - zi * t[i] + LOG1P(EXP(-FABS(zi))));
+        double zi = (double)z[i];                /* float64 before any arithmetic */
+        total += (zi > 0 || zi != zi ? zi : 0) - zi * (double)t[i] + log1p(exp(-fabs(zi)));
     }
     return total / (double)n;
 }
@@ -477,9 +485,9 @@ static void FN(scale)(fnn_idx n, T *x, double s)
 static void FN(penalty_grad)(fnn_idx n, const T *w, T *g, double l1, double l2)
 {
     const T tl1 = (T)l1, tl2 = (T)l2;
-    if (l1 != 0)
+    if (l1 != 0)  /* sign(NaN) is NaN, as np.sign */
         for (fnn_idx i = 0; i < n; ++i)
-            g[i] += tl1 * (T)((w[i] > 0) - (w[i] < 0));
+            g[i] += tl1 * (w[i] != w[i] ? w[i] : (T)((w[i] > 0) - (w[i] < 0)));
     if (l2 != 0)
         for (fnn_idx i = 0; i < n; ++i)
             g[i] += tl2 * w[i];
