@@ -5,10 +5,16 @@ For each input element (and each parameter element) the central difference
 give the same numbers. Done in float64, where the agreement is ~1e-8 or better.
 """
 
+import copy
+import types
+
 import numpy as np
 
-from .layers import Dropout, Layer, layer_config, layer_from_config
+from .kernels import Backend
+from .layers import Dropout, Layer
 from .losses import Loss
+
+__all__ = ["gradcheck"]
 
 
 def _rel_error(a, b, floor):
@@ -18,15 +24,47 @@ def _rel_error(a, b, floor):
     return 0.0 if denom == 0 else float(np.linalg.norm(a - b) / denom)
 
 
+def _keep_or_copy(value, bk, memo, seen):
+    """Prepare ``copy.deepcopy``'s memo for what it cannot copy itself: backends and modules
+    are kept, device arrays get a fresh device copy on ``bk`` (deepcopy would turn them into
+    host arrays, or fail)."""
+    if id(value) in seen:
+        return
+    seen.add(id(value))
+    if isinstance(value, (Backend, types.ModuleType)):
+        memo[id(value)] = value
+    elif not isinstance(value, np.ndarray) and hasattr(value, "__cuda_array_interface__"):
+        memo[id(value)] = bk.asarray(bk.to_host(value))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _keep_or_copy(item, bk, memo, seen)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _keep_or_copy(item, bk, memo, seen)
+    elif hasattr(value, "__dict__") and not isinstance(value, type):
+        bk = getattr(value, "bk", bk) if isinstance(value, Layer) else bk
+        for item in vars(value).values():
+            _keep_or_copy(item, bk, memo, seen)
+
+
 def _float64_copy(layer):
-    """An independent float64 copy of ``layer`` on the same backend, same weights and mode."""
-    copy = layer_from_config(layer_config(layer), backend=layer.backend_name, dtype="float64")
-    for p, q in zip(layer.parameters(), copy.parameters()):
-        q.data = np.asarray(p.data, dtype=np.float64)
-    if layer.buffers():
-        copy.load_buffers({k: np.asarray(v, np.float64) for k, v in layer.buffers().items()})
-    copy.train(layer.training)
-    return copy
+    """A float64 deep copy of ``layer`` (same backend, weights, buffers and mode).
+
+    The copy is of the object itself, not rebuilt from its config: a layer or parameter
+    that the model uses twice is used twice in the copy too, so what is checked is the
+    model as it computes."""
+    memo = {}
+    _keep_or_copy(layer, layer.bk, memo, set())
+    clone = copy.deepcopy(layer, memo)
+    if clone.dtype != np.float64 or any(p.dtype != np.float64 for p in clone.parameters()):
+        clone.to(dtype="float64")
+    return clone
+
+
+def _distinct(params):
+    """Parameters in order, each once (a layer used twice lists its parameters twice)."""
+    seen = set()
+    return [p for p in params if not (id(p) in seen or seen.add(id(p)))]
 
 
 def _layers(layer):
@@ -41,7 +79,8 @@ def gradcheck(obj, x, target=None, eps=1e-5, seed=0, max_elements=None):
     * ``obj`` a layer or model: checks dx and every parameter gradient of the scalar
       ``L = sum(forward(x) * R)`` for a fixed random R (so backward gets dout = R).
       Dropout layers reuse one mask throughout, so the function is deterministic.
-      The object itself is not modified: a float64 copy is checked.
+      The object itself is not modified: a float64 deep copy of it is checked (so layers
+      used more than once stay shared, as in the model).
     * ``obj`` a loss: checks d loss.forward(x, target) / dx against ``loss.backward()``.
 
     ``max_elements`` limits how many elements per array are perturbed (sampled with
@@ -70,8 +109,8 @@ def gradcheck(obj, x, target=None, eps=1e-5, seed=0, max_elements=None):
             return float(np.sum(model.forward(x) * R))
         model.forward(x)
         analytic = [np.asarray(model.backward(R), dtype=np.float64)]
-        analytic += [np.array(p.grad, dtype=np.float64) for p in model.parameters()]
-        params = model.parameters()
+        params = _distinct(model.parameters())
+        analytic += [np.array(p.grad, dtype=np.float64) for p in params]
         arrays = [x] + [np.array(p.data) for p in params]
     else:
         raise TypeError(f"gradcheck: expected a fastnn layer, model or loss, got {type(obj).__name__}")
