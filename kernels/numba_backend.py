@@ -70,6 +70,7 @@ def _after_fork_in_child():
     global _forked_child
     _forked_child = True
     numba.set_num_threads(1)
+    _u.wanted_threads = 1
 
 
 if _IMPORT_ERROR is None:
@@ -90,10 +91,11 @@ def set_num_threads(n):
                       RuntimeWarning, stacklevel=2)
         n = 1
     numba.set_num_threads(int(n))
+    _u.wanted_threads = int(n)     # applied to other Python threads when they call a kernel
 
 
 def get_num_threads():
-    return numba.get_num_threads()
+    return _u.threads()
 
 
 def warmup():

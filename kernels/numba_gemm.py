@@ -382,7 +382,7 @@ def matmul(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, bias=No
         bias = _NO_BIAS[out.dtype]
     m, n = out.shape
     k = a.shape[0] if trans_a else a.shape[1]
-    count = numba.get_num_threads()
+    count = numba_util.threads()
     if m and n and _thin.is_thin(m, n):            # a row, a column or a few outputs
         pieces = 1 if threads is False else _thin.pieces(m, n, k, count, numba_util.PAR_MIN_FMAS)
         _thin.thin(a.reshape(-1), *_thin.strides(a, trans_a), b.reshape(-1), *_thin.strides(b, trans_b),

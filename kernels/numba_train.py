@@ -202,7 +202,7 @@ class FusedStep:
         hyper = self._hyper()
         outs, grads = self._buffers(len(x))
         opt = self.optimizer
-        threads = numba.get_num_threads()
+        threads = numba_util.threads()
         total, correct, bad = train_step(
             x, labels, tuple(p.value for p in weights), tuple(p.value for p in biases),
             self.acts, self.slopes, outs, grads,

@@ -89,13 +89,29 @@ def pieces_for(n, threads, min_size):
     return min(4 * threads, max(threads, n // max(1, min_size // 4)))
 
 
+# The thread count fastnn was asked for (None: Numba's default). Numba keeps its count per
+# calling thread: a Python thread that never called numba.set_num_threads runs its parallel
+# regions on NUMBA_NUM_THREADS. threads() applies the wanted count to whichever thread calls.
+wanted_threads = None
+
+
+def threads():
+    """The thread count for a parallel kernel called from this Python thread (the count
+    given to ``set_num_threads``, applied to this thread first if it differs)."""
+    count = numba.get_num_threads()
+    if wanted_threads is not None and count != wanted_threads:
+        numba.set_num_threads(wanted_threads)
+        count = wanted_threads
+    return count
+
+
 def pieces(n):
     """:func:`pieces_for` with the current thread count and ``PAR_MIN_ELEMS``.
 
     Called from Python on purpose: a compiled function that asks Numba for the
     thread count cannot be cached on disk, so the count is decided here and passed
     in. The threshold is read at call time, so tests can lower it."""
-    return pieces_for(n, numba.get_num_threads(), PAR_MIN_ELEMS)
+    return pieces_for(n, threads(), PAR_MIN_ELEMS)
 
 
 @njit(cache=True)

@@ -118,6 +118,34 @@ def test_backend_thread_setters_are_bounded(name):
     assert module.get_num_threads() == before
 
 
+@pytest.mark.skipif("numba" not in BACKENDS, reason="numba backend not available")
+def test_numba_thread_count_reaches_threads_that_never_set_it(restore_threads):
+    """Numba keeps its thread count per calling thread: a Python thread started after
+    set_num_threads(1) would run its parallel regions on every core unless the backend
+    applies the count there."""
+    import numba
+
+    from fastnn.kernels import numba_util
+    fnn.set_num_threads(1)
+    x = np.ones((512, 512), np.float32)
+    out = np.empty_like(x)
+    seen = {}
+
+    def worker():
+        seen["before"] = numba.get_num_threads()         # Numba's default in a new thread
+        fnn.get_backend("numba").relu_forward(x, out)    # big enough for the threaded path
+        seen["after"] = numba.get_num_threads()
+        seen["ids"] = set(numba_util.prange_thread_ids(64).tolist())
+        seen["backend"] = fnn.get_backend("numba").module.get_num_threads()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join(timeout=120)
+    assert seen["before"] == numba.config.NUMBA_NUM_THREADS
+    assert seen["after"] == 1 and seen["backend"] == 1 and len(seen["ids"]) == 1, seen
+    np.testing.assert_array_equal(out, x)
+
+
 def test_fastnn_num_threads_is_validated_with_its_name():
     env = dict(os.environ, FASTNN_NUM_THREADS="3000")
     proc = subprocess.run([sys.executable, "-c", "import fastnn as fnn; fnn.Dense(3, 2, backend='numpy')"],
