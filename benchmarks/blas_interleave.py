@@ -3,15 +3,15 @@
     python benchmarks/blas_interleave.py [--sizes 128 256 512] [--backends cython numba]
                                          [--threads 2] [--repeats 40]
 
-Idle thread pools keep spinning for a while after each call: OpenBLAS's workers and
-GNU OpenMP's (fastnn's numba and cython backends). On a machine with few cores the
-spinning threads of one library take the cores the other needs. Each row is measured
-in a fresh process, with libgomp's default wait (spin ~300,000 times, then sleep) and
-with ``OMP_WAIT_POLICY=passive`` (sleep at once), the trade-off a user can choose:
-passive frees the cores for NumPy at once but every parallel region then pays for
-waking its threads. GFLOP/s are medians: "alone" times back-to-back calls of one library,
-"after numpy @" times a fastnn call right after ``a @ b`` (and "numpy after fastnn"
-the reverse).
+Idle thread pools keep spinning for a while after each call: OpenBLAS's workers
+(2**28 cycles, ~0.1 s, by default) and GNU OpenMP's (fastnn's numba and cython
+backends). On a machine with few cores the spinning threads of one library take the
+cores the other needs. fastnn shortens OpenBLAS's wait to 2**14 cycles when a threaded
+backend is first used (``fastnn.kernels.blas_pool``); each row is measured in a fresh
+process with that default, with ``FASTNN_KEEP_BLAS_SPIN=1`` (OpenBLAS's own wait), and
+with ``OMP_WAIT_POLICY=passive`` on top of it (fastnn's threads sleep at once instead).
+GFLOP/s are medians: "alone" times back-to-back calls of one library, "after numpy @"
+times a fastnn call right after ``a @ b`` (and "numpy after fastnn" the reverse).
 
 Run it with ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` unset so NumPy runs its best
 kernel; the OpenBLAS kernel in use is printed (threadpoolctl).
@@ -23,7 +23,12 @@ import os
 import subprocess
 import sys
 
-POLICIES = {"libgomp default": None, "OMP_WAIT_POLICY=passive": "passive"}
+# label -> environment changes for the measuring process
+SETTINGS = {
+    "fastnn default": {},
+    "FASTNN_KEEP_BLAS_SPIN=1": {"FASTNN_KEEP_BLAS_SPIN": "1"},
+    "KEEP_BLAS_SPIN + OMP passive": {"FASTNN_KEEP_BLAS_SPIN": "1", "OMP_WAIT_POLICY": "passive"},
+}
 
 
 def measure(backend, sizes, threads, repeats):
@@ -69,12 +74,11 @@ def _child(args):
     print(json.dumps(measure(args.backend, args.sizes, args.threads, args.repeats)))
 
 
-def _run(backend, policy, args):
+def _run(backend, changes, args):
     env = dict(os.environ)
-    env.pop("GOMP_SPINCOUNT", None)
-    env.pop("OMP_WAIT_POLICY", None)
-    if policy is not None:
-        env["OMP_WAIT_POLICY"] = policy
+    for name in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "FASTNN_KEEP_BLAS_SPIN"):
+        env.pop(name, None)
+    env.update(changes)
     cmd = [sys.executable, __file__, "--child", "--backend", backend, "--threads", str(args.threads),
            "--repeats", str(args.repeats), "--sizes", *map(str, args.sizes)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
@@ -99,11 +103,11 @@ def main(argv=None):
     blas = [(i["internal_api"], i.get("architecture"), i["num_threads"]) for i in threadpool_info()]
     print(f"BLAS: {blas}; fastnn threads: {args.threads}; GFLOP/s, median of {args.repeats} calls, float32 n x n")
     cols = ("fastnn alone", "fastnn after numpy @", "numpy alone", "numpy after fastnn")
-    print(f"{'backend':<8} {'OpenMP wait':<24} {'n':>5} " + " ".join(f"{c:>21}" for c in cols))
+    print(f"{'backend':<8} {'setting':<30} {'n':>5} " + " ".join(f"{c:>21}" for c in cols))
     for backend in args.backends:
-        for label, policy in POLICIES.items():
-            for n, row in _run(backend, policy, args).items():
-                print(f"{backend:<8} {label:<24} {n:>5} " + " ".join(f"{row[c]:>21.1f}" for c in cols))
+        for label, changes in SETTINGS.items():
+            for n, row in _run(backend, changes, args).items():
+                print(f"{backend:<8} {label:<30} {n:>5} " + " ".join(f"{row[c]:>21.1f}" for c in cols))
 
 
 if __name__ == "__main__":

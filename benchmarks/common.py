@@ -16,7 +16,6 @@ Axes
 every commit sees the same numbers.
 """
 
-import ctypes
 import os
 import statistics
 import time
@@ -26,6 +25,7 @@ import numpy as np
 
 import fastnn
 import fastnn.kernels as K
+from fastnn.bench import blas_threads
 
 QUICK = os.environ.get("FASTNN_BENCH_QUICK", "") not in ("", "0")
 THREADS = int(os.environ.get("FASTNN_BENCH_THREADS", "1"))
@@ -40,30 +40,8 @@ PYTHON_MAX_FLOPS = 1.1e6
 PYTHON_MAX_ELEMENTS = 64 * 1024
 
 
-def blas_threads(n=None):
-    """Threads of the OpenBLAS that NumPy loaded, after setting them to ``n`` if given;
-    None where no OpenBLAS is found (another BLAS, or no /proc/self/maps).
-
-    The environment variables of ``benchmarks/__init__.py`` cannot be relied on alone:
-    asv's runner imports NumPy (through pympler) before any benchmark module.
-    """
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})
-    except OSError:
-        return None
-    for path in paths:
-        lib = ctypes.CDLL(path)
-        for prefix, suffix in (("openblas", ""), ("scipy_openblas", "64_"), ("scipy_openblas", "")):
-            getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-            setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-            if getter is not None and setter is not None:
-                if n is not None:
-                    setter(int(n))
-                return int(getter())
-    return None
-
-
+# (the environment variables of ``benchmarks/__init__.py`` cannot be relied on alone:
+# asv's runner imports NumPy, through pympler, before any benchmark module)
 if blas_threads(THREADS) not in (None, THREADS):
     raise RuntimeError(f"could not pin OpenBLAS to {THREADS} threads")
 

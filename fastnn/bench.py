@@ -32,7 +32,6 @@ times across runs.
 
 import argparse
 import csv
-import ctypes
 import dataclasses
 import json
 import os
@@ -98,20 +97,13 @@ def blas_threads(n=None):
             threadpool_limits(int(n), user_api="blas")
     except ImportError:
         pass
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})
-    except OSError:
-        return None
-    for path in paths:
-        lib = ctypes.CDLL(path)
-        for prefix, suffix in (("openblas", ""), ("scipy_openblas", "64_"), ("scipy_openblas", "")):
-            getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-            setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-            if getter is not None and setter is not None:
-                if n is not None:
-                    setter(int(n))
-                return int(getter())
+    from .kernels.blas_pool import api, openblas_libraries
+    for lib in openblas_libraries():
+        getter, setter = api(lib, "get_num_threads"), api(lib, "set_num_threads")
+        if getter is not None and setter is not None:
+            if n is not None:
+                setter(int(n))
+            return int(getter())
     return None
 
 

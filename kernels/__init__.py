@@ -23,7 +23,7 @@ import importlib
 
 import numpy as np
 
-from . import contract
+from . import blas_pool, contract
 
 # Order matters: "auto" picks the first available of AUTO_ORDER.
 BACKEND_MODULES = {
@@ -113,6 +113,7 @@ def _checked(name, fn):
 
 
 _cache = {}
+_THREADED = ("numba", "cython")   # backends with OpenMP thread pools
 
 
 def _load(name):
@@ -166,4 +167,6 @@ def get(name):
     backend, reason = _load(name)
     if backend is None:
         raise BackendUnavailable(f"backend {name!r} is not available: {reason}")
+    if name in _THREADED:
+        blas_pool.shorten_idle_wait()    # once: OpenBLAS's spinning threads would take our cores
     return backend

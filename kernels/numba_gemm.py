@@ -37,7 +37,6 @@ block is still in cache; that is how ``dense_forward`` fuses ``act(x @ w + b)``.
 branches in the tile's write-back made the whole GEMM 1.6x slower.)
 """
 
-import numba
 import numpy as np
 from numba import njit, prange
 

@@ -13,7 +13,6 @@ Gradients land in the parameters' ``gradient`` arrays and the optimizer's own st
 buffers are updated, so fused and generic steps can be mixed freely.
 """
 
-import numba
 import numpy as np
 from numba import njit
 

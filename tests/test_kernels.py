@@ -78,7 +78,7 @@ def compare(backend, reference, name, inputs, outputs, dtype, kwargs=None, scale
     kwargs = kwargs or {}
 
     def build(bk, via_device):
-        args, outs = list(inputs), {}
+        args = list(inputs)
         for pos in sorted(outputs):
             init = outputs[pos]
             arr = (np.array(init, dtype=dtype, order="C") if isinstance(init, np.ndarray)

@@ -4,7 +4,6 @@ compiled code, vectorised hot loops, and the fused training step against the
 layer-by-layer path."""
 
 import platform
-import re
 
 import numpy as np
 import pytest

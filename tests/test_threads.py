@@ -153,6 +153,56 @@ def test_fastnn_num_threads_is_validated_with_its_name():
     assert proc.returncode != 0 and "FASTNN_NUM_THREADS must be an integer from 1 to" in proc.stderr
 
 
+# --- NumPy's OpenBLAS pool beside fastnn's threads ---------------------------------------------
+
+_BLAS_SCRIPT = textwrap.dedent("""
+    import os, sys, threading, time
+    import numpy as np
+    import fastnn as fnn
+    from fastnn.kernels import blas_pool
+    libs = [lib for lib in blas_pool.openblas_libraries()
+            if blas_pool.api(lib, "get_parallel") is not None and blas_pool.api(lib, "get_parallel")() == 1]
+    if not libs:
+        print("NO-OPENBLAS-POOL"); sys.exit(0)
+    wait = libs[0].openblas_thread_timeout
+    a = np.random.default_rng(0).random((400, 400)); expected = a @ a
+    if sys.argv[2] == "thread":
+        threading.Thread(target=time.sleep, args=(1.0,)).start()
+    before = wait()
+    fnn.get_backend(sys.argv[1])
+    np.testing.assert_allclose(a @ a, expected, rtol=1e-12)    # the restarted pool computes
+    print(before, wait(), "OPENBLAS_THREAD_TIMEOUT" in os.environ, "|", blas_pool.status())
+""")
+
+
+@pytest.mark.parametrize("name", THREADED)
+@pytest.mark.parametrize("setting", ["default", "user wait", "keep spin", "thread"])
+def test_openblas_threads_sleep_soon_once_a_threaded_backend_runs(name, setting):
+    """OpenBLAS's idle threads spin ~0.1 s after each call and take the cores fastnn's
+    threads need (benchmarks/blas_interleave.py: 1 GFLOP/s instead of ~100 on 2 cores):
+    fastnn shortens that wait to 2**14 cycles, unless the user set one, opted out, or
+    other Python threads run (the pool is stopped and restarted, unsafe mid-call)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "FASTNN_KEEP_BLAS_SPIN")}
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    if setting == "user wait":
+        env["OPENBLAS_THREAD_TIMEOUT"] = "20"
+    if setting == "keep spin":
+        env["FASTNN_KEEP_BLAS_SPIN"] = "1"
+    proc = subprocess.run([sys.executable, "-c", _BLAS_SCRIPT, name, setting], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    if "NO-OPENBLAS-POOL" in proc.stdout:
+        pytest.skip("NumPy here does not use OpenBLAS's own thread pool")
+    numbers_, status = proc.stdout.strip().splitlines()[-1].split("|")
+    before, after, env_left = numbers_.split()
+    expected = {"default": ("0", "14", "False"), "user wait": ("20", "20", "True"),
+                "keep spin": ("0", "0", "False"), "thread": ("0", "0", "False")}[setting]
+    assert (before, after, env_left) == expected, proc.stdout
+    words = {"default": "set by fastnn", "user wait": "OPENBLAS_THREAD_TIMEOUT",
+             "keep spin": "FASTNN_KEEP_BLAS_SPIN", "thread": "other Python threads"}[setting]
+    assert words in status, status
+
+
 # --- several Python threads at once -----------------------------------------------------------
 
 @pytest.mark.parametrize("name", THREADED + ["numpy"])
