@@ -51,6 +51,10 @@ from .validate import FLOAT_DTYPES, ContractError  # noqa: F401  (part of the co
 from . import validate as V
 
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh")
+# name -> the integer code compiled kernels branch on: the one table for every backend
+# (Numba, Cython, CUDA). C needs compile-time constants, so kernels/_cython/fastnn_c.h
+# repeats it as the FNN_LINEAR.. enum; tests/test_activation_codes.py checks they agree.
+ACT_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
 
 # name -> one-line signature with shapes. The order is the order of the docs.
 KERNELS = {

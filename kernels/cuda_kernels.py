@@ -28,15 +28,17 @@ import math
 import numpy as np
 from numba import cuda
 
+from .contract import ACT_CODES
+
 THREADS = 128          # most threads per block of 1-D launches (a power of two);
                        # small launches use fewer (a power of two >= 32)
 MAX_BLOCKS = 1024      # grid-stride loops cover anything beyond this
 REDUCE_BLOCKS = 128    # partial sums per reduction (one block sums them)
 
 # activation codes understood by the fused GEMM epilogue and dense backward
-LINEAR, RELU, LEAKY_RELU, SIGMOID, TANH = range(5)
-ACTIVATION_CODES = {"linear": LINEAR, "relu": RELU, "leaky_relu": LEAKY_RELU,
-                    "sigmoid": SIGMOID, "tanh": TANH}
+ACTIVATION_CODES = ACT_CODES
+LINEAR, RELU, LEAKY_RELU, SIGMOID, TANH = (
+    ACT_CODES[name] for name in ("linear", "relu", "leaky_relu", "sigmoid", "tanh"))
 
 # map1 ops: out[i] = f(x[i], s)
 FILL, SCALE, RELU_FWD, LEAKY_FWD, SIGMOID_FWD, TANH_FWD = range(6)

@@ -32,6 +32,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .contract import ACT_CODES
+
 NAME = "cython"
 DESCRIPTION = "Cython + C kernels: packed SIMD GEMM (AVX-512 / AVX2 / generic), OpenMP"
 
@@ -142,7 +144,8 @@ def warmup():
 
 # --- helpers ---------------------------------------------------------------------------------
 
-_ACT = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
+_ACT = ACT_CODES      # the contract's codes, which the C enum FNN_LINEAR.. repeats
+_RELU, _LEAKY_RELU, _SIGMOID, _TANH = (ACT_CODES[name] for name in ("relu", "leaky_relu", "sigmoid", "tanh"))
 
 
 def _flat(a):
@@ -198,35 +201,35 @@ def dense_backward(x, w, y, dy, dz, dx, dw, db, activation="linear", alpha=0.01)
 # --- element-wise activations -------------------------------------------------------------------
 
 def relu_forward(x, out):
-    _k.act_forward(1, _flat(x), out.reshape(-1))
+    _k.act_forward(_RELU, _flat(x), out.reshape(-1))
 
 
 def relu_backward(y, dy, dx):
-    _k.act_backward(1, _flat(y), _flat(dy), dx.reshape(-1))
+    _k.act_backward(_RELU, _flat(y), _flat(dy), dx.reshape(-1))
 
 
 def leaky_relu_forward(x, out, alpha):
-    _k.act_forward(2, _flat(x), out.reshape(-1), float(alpha))
+    _k.act_forward(_LEAKY_RELU, _flat(x), out.reshape(-1), float(alpha))
 
 
 def leaky_relu_backward(y, dy, dx, alpha):
-    _k.act_backward(2, _flat(y), _flat(dy), dx.reshape(-1), float(alpha))
+    _k.act_backward(_LEAKY_RELU, _flat(y), _flat(dy), dx.reshape(-1), float(alpha))
 
 
 def sigmoid_forward(x, out):
-    _k.act_forward(3, _flat(x), out.reshape(-1))
+    _k.act_forward(_SIGMOID, _flat(x), out.reshape(-1))
 
 
 def sigmoid_backward(y, dy, dx):
-    _k.act_backward(3, _flat(y), _flat(dy), dx.reshape(-1))
+    _k.act_backward(_SIGMOID, _flat(y), _flat(dy), dx.reshape(-1))
 
 
 def tanh_forward(x, out):
-    _k.act_forward(4, _flat(x), out.reshape(-1))
+    _k.act_forward(_TANH, _flat(x), out.reshape(-1))
 
 
 def tanh_backward(y, dy, dx):
-    _k.act_backward(4, _flat(y), _flat(dy), dx.reshape(-1))
+    _k.act_backward(_TANH, _flat(y), _flat(dy), dx.reshape(-1))
 
 
 # --- softmax and losses -----------------------------------------------------------------------------

@@ -15,6 +15,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .contract import ACT_CODES
+
 # LLVM may reassociate (needed to vectorise float reductions: a sum over k becomes
 # 8 partial sums in one vector register), contract a*b+c into one FMA, ignore the
 # sign of zero and use reciprocals. No "nnan"/"ninf": infinities and NaN keep their
@@ -31,9 +33,10 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 if "NUMBA_SLP_VECTORIZE" not in os.environ:
     numba.config.SLP_VECTORIZE = 1
 
-# Activation names of the contract -> small integers the compiled code branches on.
-ACT_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
-LINEAR, RELU, LEAKY_RELU, SIGMOID, TANH = range(5)
+# Activation names of the contract -> small integers the compiled code branches on
+# (Numba freezes these globals into each kernel as compile-time constants).
+LINEAR, RELU, LEAKY_RELU, SIGMOID, TANH = (
+    ACT_CODES[name] for name in ("linear", "relu", "leaky_relu", "sigmoid", "tanh"))
 
 # Below these sizes a kernel runs serially: starting a prange region costs about
 # 1.5 us with the OpenMP threading layer, more than a small layer's whole work.
