@@ -12,7 +12,8 @@ defines each function below with exactly this signature. The rules:
   **Outputs** are C-contiguous arrays owned by the caller.
 * **No output overlaps another argument** in memory (a kernel reads its inputs while
   it writes its outputs). The only in-place forms are the ones named here: ``dz`` of
-  ``dense_backward`` may be ``dy`` itself; ``sgd_update`` / ``adam_update`` update
+  ``dense_backward`` may be ``dy`` itself; ``out`` of ``add`` may be ``a`` itself
+  (``a += b``: how a gradient is accumulated); ``sgd_update`` / ``adam_update`` update
   ``p`` and their state arrays, ``scale_`` its ``x`` and ``penalty_grad`` its ``g``.
 * Shapes below use ``N`` = batch size, ``I`` = input features, ``O`` = output
   features, ``C`` = classes, ``D`` = features of an element-wise op
@@ -97,7 +98,7 @@ KERNELS = {
     # --- dropout, residual, batch norm -----------------------------------
     "dropout_forward": "dropout_forward(x, mask, out): out = x * mask (mask already holds 0 or 1/(1-p))",
     "dropout_backward": "dropout_backward(mask, dy, dx): dx = dy * mask",
-    "add": "add(a, b, out): out = a + b (same shapes)",
+    "add": "add(a, b, out): out = a + b (same shapes; out may be a itself)",
     "batchnorm_forward": "batchnorm_forward(x, gamma, beta, out, xhat, invstd, running_mean, running_var, "
                          "momentum, eps): training mode; mean, var over the batch (biased var); "
                          "invstd = 1/sqrt(var + eps); xhat = (x - mean) * invstd; out = gamma * xhat + beta; "
@@ -279,7 +280,7 @@ def _check_add(a, b, out):
     V.floating(k, "a", a)
     V.shaped(k, "b", b, a.shape, a.dtype)
     V.output(k, "out", out, a.shape, a.dtype)
-    V.disjoint(k, [("out", out)], [("a", a), ("b", b)])
+    V.disjoint(k, [("out", out)], [("a", a), ("b", b)], in_place=(("out", "a"),))
 
 
 def _check_dropout_forward(x, mask, out):

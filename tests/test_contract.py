@@ -202,7 +202,8 @@ def _overlapping_calls():
         ("softmax_cross_entropy_backward", (x, _labels(0, 1, 2, 3), x)),
         ("bce_with_logits_backward", (x, _f(4, 4), x)),
         ("mse_backward", (_f(4, 4), x, x)),
-        ("add", (x, _f(4, 4), x)),
+        ("add", (_f(4, 4), x, x)),                                            # out is b
+        ("add", (buf[:16].reshape(4, 4), _f(4, 4), buf[4:20].reshape(4, 4))),  # partly a
         ("dropout_forward", (_f(4, 4), x, x)),
         ("batchnorm_forward", (x, _f(4), _f(4), _f(4, 4), _f(4, 4), buf[:4], buf[:4], _f(4), 0.1, 1e-5)),
         ("batchnorm_backward", (x, _f(4), _f(4), _f(4, 4), x, _f(4), _f(4))),
@@ -232,6 +233,9 @@ def _the_named_in_place_forms_and_disjoint_neighbours_are_accepted(backend):
     a[...] = x
     backend.gemm(a, w, out)
     np.testing.assert_allclose(out, x @ w, rtol=1e-12)
+    acc, more = x.copy(), rng.standard_normal((4, 3))
+    backend.add(acc, more, acc)                                    # out may be a itself
+    np.testing.assert_array_equal(acc, x + more)
     p, g, v = np.ones(4), np.full(4, 0.5), np.zeros(4)
     backend.sgd_update(p, g, v, 0.1, 0.9, 0.0, False)
     backend.scale_(p, 2.0)
