@@ -3,6 +3,11 @@ and Residual (``x + block(x)``); both importable from :mod:`fastnn.layers`.
 
 A container names its children's parameters by their place (``"2.weight"``,
 ``"0.block.1.bias"``) and passes modes, backend and dtype moves down to them.
+
+Layers may share Parameters (``d2.weight = d1.weight``): the shared one is listed once
+by ``parameters()``, named by its first place, and receives the sum of both layers'
+gradients. A layer object may appear only once in a model: it keeps the cache of one
+forward pass, so a second call in the same forward would silently give wrong gradients.
 """
 
 import numpy as np
@@ -13,19 +18,64 @@ from .layers import Layer, _positive_int, layer_config, register
 __all__ = ["Sequential", "Residual"]
 
 
-def _name_parameters(layer, prefix):
+def _parameter_places(layer, prefix=""):
+    """(place, parameter) for every parameter of every layer in ``layer``'s tree, in
+    order, a shared Parameter once per layer that holds it: ``("2.weight", p)``."""
+    if isinstance(layer, _Container):
+        for i, child in enumerate(layer.layers):
+            yield from _parameter_places(child, prefix + layer._prefix(i))
+        return
+    for p in layer.parameters():
+        yield prefix + getattr(p, "_layer_name", p.name), p
+
+
+def _name_parameters(layer, prefix, named):
     """Name ``layer``'s parameters by their path: "weight" of layer 2 becomes "2.weight".
     Names are rebuilt from the names the layers gave them, so layers taken out of one
     container into another (``Sequential([scaler_layer, *model.layers])``) are named by
-    their new place, not "1.0.weight"."""
+    their new place, not "1.0.weight". A Parameter shared by several layers keeps the
+    name of its first place; ``named`` holds the ids of those named so far."""
     if isinstance(layer, _Container):
         for i, child in enumerate(layer.layers):
-            _name_parameters(child, prefix + layer._prefix(i))
+            _name_parameters(child, prefix + layer._prefix(i), named)
         return
     for p in layer.parameters():
+        if id(p) in named:
+            continue
+        named.add(id(p))
         if not hasattr(p, "_layer_name"):
             p._layer_name = p.name
         p.name = prefix + p._layer_name
+
+
+def _check_used_once(container, layers):
+    """ValueError when one Layer object appears twice anywhere in the tree of ``layers``
+    (the children of ``container``, nested containers included)."""
+    seen = {}
+
+    def walk(layer, place):
+        if id(layer) in seen:
+            text = f"{type(layer).__name__}([...])" if isinstance(layer, _Container) else repr(layer)
+            raise ValueError(
+                f"{type(container).__name__}: the layer {text} appears twice in the model "
+                f"(at {seen[id(layer)]!r} and {place!r}). A layer keeps the cache of one forward "
+                "pass, so calling it twice in one forward would give wrong gradients; use two "
+                "layers that share its Parameters instead (e.g. d2 = Dense(...); "
+                "d2.weight = d1.weight)")
+        seen[id(layer)] = place
+        if isinstance(layer, _Container):
+            for i, child in enumerate(layer.layers):
+                walk(child, place + "." + layer._prefix(i).rstrip("."))
+
+    for i, layer in enumerate(layers):
+        walk(layer, container._prefix(i).rstrip("."))
+
+
+def _distinct(params):
+    """Parameters in order of first appearance, each once (by identity)."""
+    seen = set()
+    return [p for p in params if not (id(p) in seen or seen.add(id(p)))]
+
 
 class _Container(Layer):
     """Shared by Sequential and Residual: children, naming, modes, moves."""
@@ -35,19 +85,22 @@ class _Container(Layer):
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"{type(self).__name__}: item {i} is a {type(layer).__name__}, not a fastnn layer")
+        _check_used_once(self, layers)
         if dtype is None:
             dtype = layers[0].dtype if layers else "float32"
         super().__init__(backend or (layers[0].backend_name if layers else None), dtype)
         self.layers = layers
+        named = set()
         for i, layer in enumerate(layers):
             layer.to(self.backend_name, self.dtype)
-            _name_parameters(layer, self._prefix(i))
+            _name_parameters(layer, self._prefix(i), named)
 
     def _prefix(self, i):
         return f"{i}."
 
     def parameters(self):
-        return [p for layer in self.layers for p in layer.parameters()]
+        """Every layer's parameters in order, a Parameter shared by several layers once."""
+        return _distinct(p for layer in self.layers for p in layer.parameters())
 
     def buffers(self):
         return {f"{self._prefix(i)}{k}": v for i, layer in enumerate(self.layers)

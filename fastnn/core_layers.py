@@ -104,9 +104,20 @@ class Dense(Layer):
         n = dy.shape[0]
         dz = self.bk.empty((n, self.out_features), self.dtype)
         dx = self.bk.empty((n, self.in_features), self.dtype) if need_dx else None
-        # chain rule: dz = dy * act'(z); dW = x^T dz; db = sum_n dz; dx = dz W^T
-        self.bk.dense_backward(self._x, self.weight.value, self._y, dy, dz, dx,
-                               self.weight.gradient, self.bias.gradient, self.activation, self.alpha)
+        # chain rule: dz = dy * act'(z); dW = x^T dz; db = sum_n dz; dx = dz W^T.
+        # dW and db are written into each parameter's grad slot: the gradient itself right
+        # after zero_grad, else scratch that grad_done adds in (gradients accumulate).
+        w, b = self.weight, self.bias
+        dw, db = w.grad_slot(), b.grad_slot()
+        try:
+            self.bk.dense_backward(self._x, w.value, self._y, dy, dz, dx, dw, db,
+                                   self.activation, self.alpha)
+        except BaseException:
+            w._grad_failed(dw)
+            b._grad_failed(db)
+            raise
+        w.grad_done(dw)
+        b.grad_done(db)
         return dx
 
     def get_config(self):

@@ -50,9 +50,9 @@ def _keep_or_copy(value, bk, memo, seen):
 def _float64_copy(layer):
     """A float64 deep copy of ``layer`` (same backend, weights, buffers and mode).
 
-    The copy is of the object itself, not rebuilt from its config: a layer or parameter
-    that the model uses twice is used twice in the copy too, so what is checked is the
-    model as it computes."""
+    The copy is of the object itself, not rebuilt from its config: a Parameter that
+    several layers share is shared in the copy too, so what is checked is the model as
+    it computes."""
     memo = {}
     _keep_or_copy(layer, layer.bk, memo, set())
     clone = copy.deepcopy(layer, memo)
@@ -62,7 +62,7 @@ def _float64_copy(layer):
 
 
 def _distinct(params):
-    """Parameters in order, each once (a layer used twice lists its parameters twice)."""
+    """Parameters in order, each once (a user layer's ``parameters()`` may repeat one)."""
     seen = set()
     return [p for p in params if not (id(p) in seen or seen.add(id(p)))]
 
@@ -79,8 +79,9 @@ def gradcheck(obj, x, target=None, eps=1e-5, seed=0, max_elements=None):
     * ``obj`` a layer or model: checks dx and every parameter gradient of the scalar
       ``L = sum(forward(x) * R)`` for a fixed random R (so backward gets dout = R).
       Dropout layers reuse one mask throughout, so the function is deterministic.
-      The object itself is not modified: a float64 deep copy of it is checked (so layers
-      used more than once stay shared, as in the model).
+      The object itself is not modified: a float64 deep copy of it is checked (so
+      Parameters shared by several layers stay shared, and get the sum of their
+      gradients, as in the model).
     * ``obj`` a loss: checks d loss.forward(x, target) / dx against ``loss.backward()``.
 
     ``max_elements`` limits how many elements per array are perturbed (sampled with
@@ -108,6 +109,7 @@ def gradcheck(obj, x, target=None, eps=1e-5, seed=0, max_elements=None):
         def f(_):
             return float(np.sum(model.forward(x) * R))
         model.forward(x)
+        model.zero_grad()      # backward adds to the gradients: start from zero
         analytic = [np.asarray(model.backward(R), dtype=np.float64)]
         params = _distinct(model.parameters())
         analytic += [np.array(p.grad, dtype=np.float64) for p in params]

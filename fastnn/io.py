@@ -57,7 +57,9 @@ def save(model, path):
     The file is written to a temporary file in the same folder, flushed to disk, and
     only then renamed over ``path``: a save that fails part-way (a full disk, a config
     that cannot be stored) leaves an existing file at ``path`` as it was. TypeError for
-    a configuration value that has no JSON form.
+    a configuration value that has no JSON form; ValueError, naming the parameter, for a
+    model whose layers share a Parameter (``d2.weight = d1.weight``): the format stores
+    each layer's parameters by name and cannot record that two are one array.
     """
     if not isinstance(model, Layer):
         raise TypeError(f"save: expected a fastnn model, got {type(model).__name__}")
@@ -67,6 +69,7 @@ def save(model, path):
         text = json.dumps(header, default=_json_value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"save: the model's configuration cannot be stored as JSON: {exc}") from exc
+    _refuse_shared(model)
     arrays = {f"param:{p.name}": np.asarray(p.data) for p in model.parameters()}
     arrays.update({f"buffer:{k}": np.asarray(v) for k, v in model.buffers().items()})
     path = os.fspath(path)
@@ -90,6 +93,20 @@ def save(model, path):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _refuse_shared(model):
+    """ValueError naming a Parameter that two layers of ``model`` share: the file stores
+    one array per layer's parameter and cannot say two of them are one, so loading would
+    silently give independent copies."""
+    from .containers import _parameter_places
+    first = {}
+    for place, p in _parameter_places(model):
+        if id(p) in first and first[id(p)] != place:
+            raise ValueError(f"save: parameter {p.name!r} is shared by two layers (it is both "
+                             f"{first[id(p)]!r} and {place!r}); the file format cannot record that "
+                             "layers share a Parameter, so such a model cannot be saved")
+        first.setdefault(id(p), place)
 
 
 def _temporary(folder, name):

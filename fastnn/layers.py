@@ -3,8 +3,9 @@
 Every layer follows the same pair (as in CS231n):
 
 * ``forward(x) -> out``: computes the output and keeps what backward will need;
-* ``backward(dout) -> dx``: given dL/d(out), fills each parameter's gradient and
-  returns dL/dx.
+* ``backward(dout) -> dx``: given dL/d(out), adds dL/d(parameter) to each parameter's
+  gradient and returns dL/dx. Gradients accumulate until ``zero_grad()`` (on the model
+  or the optimizer) resets them, as in PyTorch.
 
 Layers never do arithmetic themselves: each calls a kernel of its backend
 (``kernels/contract.py``). The public ``forward``/``backward`` take and return host
@@ -122,14 +123,22 @@ class Layer:
         return self.bk.to_host(self._forward(x))
 
     def backward(self, dout):
-        """dL/dx for dL/d(out) = ``dout``; fills every parameter's ``.grad``."""
+        """dL/dx for dL/d(out) = ``dout``; adds to every parameter's ``.grad`` (gradients
+        accumulate until :meth:`zero_grad`)."""
         return self.bk.to_host(self._backward(dout))
 
     __call__ = forward
 
     def parameters(self):
-        """Learnable parameters, in a fixed order."""
+        """Learnable parameters, in a fixed order, each once (a Parameter shared by two
+        layers is listed where it first appears)."""
         return []
+
+    def zero_grad(self):
+        """Reset the gradient of every parameter (of every layer inside a container) to
+        zero; O(1) per parameter (see :meth:`Parameter.zero_grad`)."""
+        for p in self.parameters():
+            p.zero_grad()
 
     def buffers(self):
         """Non-learnable state saved with the model (e.g. running statistics): {name: array}."""

@@ -98,8 +98,16 @@ class BatchNorm1d(Layer):
         xhat, invstd = self._cache
         dy = self._grad_input(dout, xhat.shape)
         dx = self.bk.empty(dy.shape, self.dtype)
-        self.bk.batchnorm_backward(xhat, self.gamma.value, invstd, dy, dx,
-                                   self.gamma.gradient, self.beta.gradient)
+        gamma, beta = self.gamma, self.beta
+        dgamma, dbeta = gamma.grad_slot(), beta.grad_slot()   # accumulated by grad_done
+        try:
+            self.bk.batchnorm_backward(xhat, gamma.value, invstd, dy, dx, dgamma, dbeta)
+        except BaseException:
+            gamma._grad_failed(dgamma)
+            beta._grad_failed(dbeta)
+            raise
+        gamma.grad_done(dgamma)
+        beta.grad_done(dbeta)
         return dx
 
     def get_config(self):

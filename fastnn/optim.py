@@ -1,7 +1,8 @@
 """Optimizers: turn gradients into parameter updates, in place, with the backend's kernels.
 
-``opt = SGD(model.parameters(), lr=0.01, momentum=0.9)``; after ``model.backward``
-has filled the gradients, ``opt.step()`` applies one update. Optimizer state
+``opt = SGD(model.parameters(), lr=0.01, momentum=0.9)``; one step is
+``opt.zero_grad()``, forward, ``model.backward`` (which adds to the gradients: they
+accumulate until reset, as in PyTorch), then ``opt.step()``. Optimizer state
 (velocities, moments) lives next to the parameters, on their backend.
 """
 
@@ -19,7 +20,7 @@ class Optimizer:
     """Base class: holds the parameters, the learning rate and per-parameter state."""
 
     def __init__(self, params, lr):
-        self.params = list(params)
+        self.params = _distinct(params)   # a shared Parameter listed twice is updated once
         if not self.params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
         if not lr > 0:
@@ -55,9 +56,16 @@ class Optimizer:
         raise NotImplementedError
 
     def zero_grad(self):
-        """Set every gradient to zero (backward overwrites gradients anyway)."""
+        """Reset every gradient to zero (O(1) each: see ``Parameter.zero_grad``). Call it
+        once per step, before the backward, since backward adds to the gradients."""
         for p in self.params:
-            get_backend(p.backend_name).scale_(p.gradient, 0.0)
+            p.zero_grad()
+
+
+def _distinct(params):
+    """``params`` as a list, each Parameter once (by identity), in order of first appearance."""
+    seen = set()
+    return [p for p in params if not (id(p) in seen or seen.add(id(p)))]
 
 
 class SGD(Optimizer):
@@ -140,8 +148,9 @@ OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
 
 
 def global_grad_norm(params):
-    """sqrt of the sum of squares of every gradient: the "global norm"."""
-    return math.sqrt(sum(get_backend(p.backend_name).sum_squares(p.gradient) for p in params))
+    """sqrt of the sum of squares of every gradient: the "global norm" (a Parameter listed
+    twice counts once)."""
+    return math.sqrt(sum(get_backend(p.backend_name).sum_squares(p.gradient) for p in _distinct(params)))
 
 
 def clip_grad_norm(params, max_norm):
@@ -152,7 +161,7 @@ def clip_grad_norm(params, max_norm):
     """
     if not max_norm > 0:
         raise ValueError(f"clip_grad_norm: max_norm must be > 0, got {max_norm!r}")
-    params = list(params)
+    params = _distinct(params)   # scaled once each
     norm = global_grad_norm(params)
     if norm > max_norm:
         scale = max_norm / (norm + 1e-12)

@@ -231,6 +231,7 @@ def fit(model, loss, optimizer, X, y, epochs=10, batch_size=32, validation_data=
                 if fused_step is not None:
                     value, correct = fused_step(xb, tb)
                 else:
+                    optimizer.zero_grad()
                     out = model._forward(xb)
                     value = loss.forward(out, tb)
                     correct = _correct(loss, bk, out, tb)

@@ -297,19 +297,42 @@ def _direct_weight_error(model, x):
 
 
 def test_gradcheck_checks_shared_layers_as_they_are_shared():
-    """A layer used twice: gradcheck must judge the model as it computes (it once rebuilt
-    the model from its config, with two independent copies of the layer, and passed)."""
+    """Two layers sharing one weight: gradcheck must judge the model as it computes, on a
+    float64 deep copy that keeps the weight shared (it once rebuilt the model from its
+    config, which would make two independent weights, and passed on anything)."""
     x = np.random.default_rng(0).standard_normal((3, 4))
-    d = fnn.Dense(4, 4, backend="numpy", dtype="float64", seed=0)
-    model = fnn.Sequential([d, fnn.Tanh(), d], backend="numpy", dtype="float64", seed=0)
+    d1 = fnn.Dense(4, 4, backend="numpy", dtype="float64", seed=0)
+    d2 = fnn.Dense(4, 4, backend="numpy", dtype="float64", seed=1)
+    d2.weight = d1.weight
+    model = fnn.Sequential([d1, fnn.Tanh(), d2], backend="numpy", dtype="float64", seed=0)
+    assert len(model.parameters()) == 3                      # the shared weight once
     truth = _direct_weight_error(model, x)
     before = [p.data.copy() for p in model.parameters()]
+    grad_before = model.parameters()[0].grad.copy()
     reported = fnn.gradcheck(model, x)
-    assert (reported > 1e-3) == (truth > 1e-3), (reported, truth)
-    assert reported > 1e-6 or truth < 1e-6
+    assert truth < 1e-6 and reported < 1e-6, (reported, truth)   # both gradients summed
     for p, b in zip(model.parameters(), before):             # the model itself is untouched
         np.testing.assert_array_equal(p.data, b)
-    assert model.layers[0] is model.layers[2]
+    np.testing.assert_array_equal(model.parameters()[0].grad, grad_before)
+    assert model.layers[0].weight is model.layers[2].weight
+    from fastnn.gradcheck import _float64_copy               # what gradcheck checks: still shared
+    for dtype in ("float64", "float32"):
+        clone = _float64_copy(model.to(dtype=dtype))
+        assert clone[0].weight is clone[2].weight and clone[0].weight is not model[0].weight
+    model.to(dtype="float64")
+    # the shared weight's gradient is the sum of what two unshared copies get
+    unshared = fnn.Sequential([fnn.Dense(4, 4), fnn.Tanh(), fnn.Dense(4, 4)], backend="numpy",
+                              dtype="float64")
+    for p, q in zip(unshared.parameters(), [d1.weight, d1.bias, d1.weight, d2.bias]):
+        p.data = q.data
+    R = np.random.default_rng(1).standard_normal((3, 4))
+    for m in (model, unshared):
+        m.zero_grad()
+        m.forward(x)
+        m.backward(R)
+    np.testing.assert_allclose(model[0].weight.grad, unshared[0].weight.grad + unshared[2].weight.grad,
+                               rtol=1e-12)
+    assert not np.allclose(model[0].weight.grad, unshared[2].weight.grad)
     # a float32 model is checked in float64 and left float32
     model = fnn.Sequential([fnn.Dense(3, 2), fnn.Tanh()], backend="numpy", seed=0)
     assert fnn.gradcheck(model, np.random.default_rng(0).standard_normal((2, 3))) < 1e-6

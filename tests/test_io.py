@@ -101,6 +101,23 @@ def test_unstorable_config_keeps_the_old_file(tmp_path):
     fnn.load(str(path))
 
 
+def test_a_model_with_shared_parameters_is_refused(tmp_path):
+    """The file stores one array per layer parameter: it cannot say that two layers share
+    one, and loading would silently untie them, so save refuses, naming the parameter."""
+    d1, d2 = fnn.Dense(4, 4), fnn.Dense(4, 4)
+    d2.weight = d1.weight
+    model = fnn.Sequential([d1, fnn.Tanh(), fnn.Residual([d2])], backend="numpy")
+    path = tmp_path / "m.npz"
+    with pytest.raises(ValueError, match=r"save: parameter '0.weight' is shared by two layers "
+                                         r"\(it is both '0.weight' and '2.block.0.weight'\)"):
+        fio.save(model, str(path))
+    assert os.listdir(tmp_path) == []
+    d2.weight = fnn.Dense(4, 4).weight                 # untied: saved and loaded as usual
+    model = fnn.Sequential([d1, fnn.Tanh(), fnn.Residual([d2])], backend="numpy")
+    model.save(str(path))
+    assert len(fnn.load(str(path)).parameters()) == 4
+
+
 def test_numpy_scalars_in_the_config_are_saved_and_round_trip(tmp_path):
     path = tmp_path / "m.npz"
     model = fnn.Sequential([fnn.Dense(np.int64(4), np.int32(3)), fnn.LeakyReLU(np.float32(0.25))],

@@ -86,19 +86,181 @@ def test_dense_computes_x_at_w_plus_b(backend):
     assert layer.weight.data.dtype == np.float32
 
 
-def test_backward_fills_grads_and_overwrites(backend):
+def test_backward_fills_grads(backend):
     model = fnn.Sequential([fnn.Dense(3, 4), fnn.ReLU(), fnn.Dense(4, 2)], backend=backend.name, seed=0)
     x, dout = _x((5, 3)), _x((5, 2))
     model(x)
     dx = model.backward(dout)
     first = [p.grad.copy() for p in model.parameters()]
+    model.zero_grad()
     model(x)
     model.backward(dout)
     assert dx.shape == (5, 3)
     for p, g in zip(model.parameters(), first):
         assert p.grad.shape == p.data.shape
-        np.testing.assert_array_equal(p.grad, g)   # same gradient again: no accumulation
+        np.testing.assert_array_equal(p.grad, g)   # after zero_grad: the same gradient again
     assert [p.name for p in model.parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+
+
+# --- gradients accumulate until zero_grad -----------------------------------------------
+
+def _bn_mlp(backend):
+    return fnn.Sequential([fnn.Dense(3, 4, activation="tanh"), fnn.BatchNorm1d(4), fnn.Dense(4, 2)],
+                          backend=backend, seed=0, dtype="float64")
+
+
+def test_gradients_accumulate_until_zero_grad(backend):
+    """Two backwards give twice one backward's gradient (Dense and BatchNorm1d alike);
+    zero_grad resets, so the next backward gives one gradient again."""
+    model = _bn_mlp(backend.name)
+    x, dout = _x((5, 3)), _x((5, 2), seed=1)
+    assert all(p.grad_is_zero for p in model.parameters())
+    model(x)
+    model.backward(dout)
+    once = [p.grad.copy() for p in model.parameters()]
+    assert not any(p.grad_is_zero for p in model.parameters())
+    model(x)
+    model.backward(dout)
+    for p, g in zip(model.parameters(), once):
+        np.testing.assert_allclose(p.grad, 2 * g, rtol=1e-12, atol=1e-15, err_msg=p.name)
+    model.zero_grad()
+    assert all(p.grad_is_zero for p in model.parameters())
+    model(x)
+    model.backward(dout)
+    for p, g in zip(model.parameters(), once):
+        np.testing.assert_allclose(p.grad, g, rtol=1e-12, atol=1e-15, err_msg=p.name)
+    opt = fnn.SGD(model.parameters(), lr=0.1)
+    opt.zero_grad()                                   # the optimizer's zero_grad resets them too
+    assert all(p.grad_is_zero for p in model.parameters())
+
+
+def test_reading_grad_after_zero_grad_gives_zeros(backend):
+    """zero_grad only sets a flag; reading the gradient then fills it with zeros (once)."""
+    layer = fnn.Dense(3, 2, backend=backend.name, seed=0)
+    layer(_x((4, 3)))
+    layer.backward(_x((4, 2)))
+    assert np.any(layer.weight.grad != 0)
+    layer.zero_grad()
+    assert layer.weight.grad_is_zero
+    np.testing.assert_array_equal(layer.weight.grad, np.zeros((3, 2)))
+    np.testing.assert_array_equal(layer.bias.grad, np.zeros(2))
+    assert not layer.weight.grad_is_zero          # whoever read it may write into it
+    assert fnn.global_grad_norm(layer.parameters()) == 0.0
+
+
+def test_grad_slot_and_grad_done(backend):
+    """After zero_grad the slot is the gradient itself (written directly, nothing added);
+    otherwise a cached scratch array, added into the gradient by grad_done."""
+    p = fnn.Dense(3, 2, backend=backend.name).weight
+    g = p.gradient
+    p.zero_grad()
+    slot = p.grad_slot()
+    assert slot is p.gradient and not p.grad_is_zero
+    slot[...] = 1.0
+    p.grad_done(slot)
+    np.testing.assert_array_equal(p.grad, 1.0)
+    scratch = p.grad_slot()
+    assert scratch is not p.gradient and scratch.shape == p.shape and scratch.dtype == p.dtype
+    scratch[...] = 2.0
+    p.grad_done(scratch)
+    np.testing.assert_array_equal(p.grad, 3.0)
+    assert p.grad_slot() is scratch                   # kept for the next time
+    assert p.gradient is g                            # the gradient array itself stays the same
+
+
+def test_grad_for_overwrite(backend):
+    p = fnn.Dense(3, 2, backend=backend.name).weight
+    g = p.grad_for_overwrite()                        # zero since creation
+    assert g is p.gradient and not p.grad_is_zero
+    with pytest.raises(RuntimeError, match=r"parameter 'weight'.*zero_grad\(\) first"):
+        p.grad_for_overwrite()
+    p.zero_grad()
+    assert p.grad_for_overwrite() is g
+
+
+def test_to_resets_the_gradient_to_zero(backend):
+    layer = fnn.Dense(3, 2, backend="numpy", seed=0)
+    layer(_x((4, 3)))
+    layer.backward(_x((4, 2)))
+    layer.to(backend.name, "float64")
+    assert layer.weight.grad_is_zero
+    np.testing.assert_array_equal(layer.weight.grad, 0)
+
+
+def test_shared_parameter_gets_the_sum_of_both_gradients(backend):
+    """Two Dense layers with one weight Parameter (and two BatchNorm1d with one gamma):
+    each shared gradient is the sum over its uses, checked against central differences
+    of the model itself (float64)."""
+    d1, d2 = fnn.Dense(4, 4, activation="tanh", seed=0), fnn.Dense(4, 4, seed=1)
+    b1, b2 = fnn.BatchNorm1d(4), fnn.BatchNorm1d(4)
+    d2.weight, b2.gamma = d1.weight, b1.gamma
+    model = fnn.Sequential([d1, b1, fnn.Sigmoid(), d2, b2], backend=backend.name, dtype="float64")
+    d1.weight.data = _x((4, 4), seed=3)
+    b1.gamma.data = 1 + 0.5 * _x(4, seed=4)
+    params = model.parameters()
+    assert [p.name for p in params] == ["0.weight", "0.bias", "1.gamma", "1.beta", "3.bias", "4.beta"]
+    assert d2.weight is d1.weight and b2.gamma is b1.gamma
+    x, R = _x((6, 4), seed=5), _x((6, 4), seed=6)
+    model.zero_grad()
+    model(x)
+    model.backward(R)
+    for p in (d1.weight, b1.gamma):
+        analytic, numeric, data = p.grad.copy(), np.zeros(p.shape), p.data.copy()
+        for i in range(data.size):
+            values = []
+            for h in (1e-6, -1e-6):
+                d = data.copy()
+                d.reshape(-1)[i] += h
+                p.data = d
+                values.append(float(np.sum(model(x) * R)))
+            numeric.reshape(-1)[i] = (values[0] - values[1]) / 2e-6
+        p.data = data
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8, err_msg=p.name)
+    assert fnn.gradcheck(model, x) < TOL
+
+
+def test_a_layer_used_twice_is_refused():
+    """A layer keeps one forward's cache: a second call in the same forward would give a
+    wrong gradient, so containers refuse a layer that appears twice anywhere in the tree."""
+    d = fnn.Dense(4, 4, backend="numpy")
+    inner = fnn.Sequential([fnn.Dense(4, 4), fnn.ReLU()], backend="numpy")
+    cases = [
+        (lambda: fnn.Sequential([d, fnn.Tanh(), d]), "'0' and '2'"),
+        (lambda: fnn.Sequential([d, fnn.Residual([fnn.Tanh(), d])]), "'0' and '1.block.1'"),
+        (lambda: fnn.Residual([d, d]), "'0' and '1'"),
+        (lambda: fnn.Sequential([inner, fnn.Tanh(), inner]), "'0' and '2'"),
+        (lambda: fnn.Sequential([inner, fnn.Sequential([inner[1]])]), "'0.1' and '1.0'"),
+    ]
+    for build, places in cases:
+        with pytest.raises(ValueError, match=r"the layer .* appears twice in the model") as info:
+            build()
+        assert places in str(info.value) and "share its Parameters" in str(info.value)
+    # the same layer in two separate models is fine, and so is sharing a Parameter
+    fnn.Sequential([d, fnn.ReLU()])
+    d2 = fnn.Dense(4, 4, backend="numpy")
+    d2.weight = d.weight
+    assert len(fnn.Sequential([d, fnn.Tanh(), d2]).parameters()) == 3
+
+
+def test_parameters_and_optimizers_keep_a_shared_parameter_once():
+    d1, d2, d3 = fnn.Dense(3, 3, seed=0), fnn.Dense(3, 3, seed=1), fnn.Dense(3, 3, seed=2)
+    d2.weight = d1.weight
+    d3.bias = d2.bias
+    model = fnn.Sequential([d1, fnn.ReLU(), fnn.Residual([d2]), d3], backend="numpy", dtype="float64")
+    params = model.parameters()
+    assert [id(p) for p in params] == [id(d1.weight), id(d1.bias), id(d2.bias), id(d3.weight)]
+    assert [p.name for p in params] == ["0.weight", "0.bias", "2.block.0.bias", "3.weight"]
+    assert model.summary().endswith(f"total: {9 + 3 + 3 + 9} parameters, 0 buffer values")
+    doubled = [d1.weight, d1.bias, d1.weight, d2.weight, d2.bias]
+    opt = fnn.SGD(doubled, lr=0.5)
+    assert [id(p) for p in opt.params] == [id(d1.weight), id(d1.bias), id(d2.bias)]
+    model(_x((2, 3)))
+    model.backward(_x((2, 3)))
+    w, g = d1.weight.data.copy(), d1.weight.grad.copy()
+    opt.step()                                        # one update, not two
+    np.testing.assert_allclose(d1.weight.data, w - 0.5 * g, rtol=1e-12)
+    norm = np.sqrt(sum(np.sum(p.grad ** 2) for p in params))
+    assert fnn.global_grad_norm(params + params) == pytest.approx(norm)
 
 
 def test_same_seed_same_weights_on_every_backend():

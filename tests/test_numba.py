@@ -275,6 +275,7 @@ def test_fused_steps_equal_generic_steps(opt_name, kwargs, dtype):
     for start in range(0, 70, 16):                       # 5 steps, the last one short
         xb, yb = X[start:start + 16], y[start:start + 16]
         value, correct = step(xb, yb)
+        opt_g.zero_grad()
         out = generic_model._forward(xb)
         want = loss_g.forward(out, yb)
         assert correct == K.get("numpy").count_correct(np.asarray(out), yb)

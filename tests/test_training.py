@@ -94,6 +94,7 @@ def test_sgd_matches_the_formula(backend, nesterov):
     opt = fnn.SGD(layer.parameters(), lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=0.01)
     p, v = layer.weight.data.copy(), np.zeros((3, 2))
     for _ in range(3):
+        opt.zero_grad()
         layer(np.ones((4, 3)))
         layer.backward(np.ones((4, 2)))
         g = layer.weight.grad.copy()
@@ -109,6 +110,7 @@ def test_adam_matches_the_paper(backend, cls):
     p, m, v = layer.weight.data.copy(), np.zeros((3, 2)), np.zeros((3, 2))
     rng = np.random.default_rng(0)
     for t in range(1, 4):
+        opt.zero_grad()
         layer(rng.standard_normal((4, 3)))
         layer.backward(rng.standard_normal((4, 2)))
         g = layer.weight.grad.copy()

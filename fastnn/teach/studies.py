@@ -278,6 +278,7 @@ def gradient_norms(model, X, y):
     """||dL/dW|| of every Dense weight after one forward/backward on (X, y) (cross-entropy)."""
     import fastnn as fnn
     loss = fnn.SoftmaxCrossEntropy(backend=model.backend_name)
+    model.zero_grad()          # backward adds to the gradients (those of fit's last step)
     loss.forward(model.forward(X), y)
     model.backward(loss.backward())
     return [float(np.linalg.norm(d.weight.grad)) for d in dense_layers(model)]
