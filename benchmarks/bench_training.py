@@ -8,7 +8,7 @@
 PyTorch runs the same network in eager mode (``nn.Linear``/``nn.ReLU``, ``optim.SGD``).
 """
 
-from .common import (BACKENDS, MODELS, THREADS, TORCH, fastnn_backend, fastnn_model, fit_step, pick,
+from .common import (BACKENDS, MODELS, THREADS, TORCH, fastnn_backend, fastnn_model, pick,
                      ratio, torch_model, torch_module, torch_step, training_data)
 
 import fastnn
@@ -35,7 +35,7 @@ def step_call(backend, model):
         put = torch.from_numpy
     else:
         bk = fastnn_backend(backend)
-        step = fit_step(*fastnn_model(backend, model))
+        step = fastnn.TrainStep(*fastnn_model(backend, model))   # exactly as fit runs a batch
         put = bk.asarray if bk.on_device else (lambda a: a)
     batches = [(put(X[i:i + batch].copy()), put(y[i:i + batch].copy()))
                for i in range(0, len(X) - batch + 1, batch)]

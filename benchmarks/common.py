@@ -87,7 +87,7 @@ def torch_module():
 
 
 def optional(bk, name):
-    """An optional backend extra (GEMM_LADDER, make_train_step, ...), or None."""
+    """An optional backend extra (GEMM_LADDER, ...), or None."""
     return bk.optional(name) if hasattr(bk, "optional") else getattr(bk.module, name, None)
 
 
@@ -225,27 +225,6 @@ def fastnn_model(backend, model):
             layers.append(fastnn.ReLU(backend=backend))
     net = fastnn.Sequential(layers, backend=backend, seed=0)
     return net, fastnn.SoftmaxCrossEntropy(), fastnn.SGD(net.parameters(), lr=0.01, momentum=0.9)
-
-
-def fit_step(net, loss, optimizer):
-    """One training step exactly as ``fastnn.fit`` runs it: the backend's fused step when
-    it offers one for this model, else forward, loss, backward without the input gradient,
-    the accuracy count and the update. Returns ``step(x, labels)``."""
-    loss.backend_name = net.backend_name
-    builder = optional(net.bk, "make_train_step")
-    fused = builder(net, loss, optimizer) if builder else None
-    if fused is not None:
-        return fused
-    bk = net.bk
-
-    def step(x, t):
-        out = net._forward(x)
-        value = loss.forward(out, t)
-        bk.count_correct(out, loss._cache[2])
-        net._backward(loss._backward(), need_dx=False)
-        optimizer.step()
-        return value
-    return step
 
 
 def torch_model(model):

@@ -63,7 +63,7 @@ def fastnn_epoch(backend, widths, fused):
     opt = fnn.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     loss = fnn.SoftmaxCrossEntropy()
     if fused and backend == "cython":
-        assert fnn.get_backend("cython").module.make_train_step(model, loss, opt) is not None
+        assert fnn.TrainStep(model, loss, opt).fused
 
     def epoch(X, y, batch, seed):
         fnn.fit(model, loss, opt, X, y, epochs=1, batch_size=batch, seed=seed, verbose=0, fused=fused)

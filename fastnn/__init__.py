@@ -20,6 +20,7 @@ from .layers import (BatchNorm1d, Dense, Dropout, Flatten, Layer, LeakyReLU, ReL
 from .losses import L1, L2, MSE, BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
 from .optim import SGD, Adam, AdamW, CosineLR, StepLR, clip_grad_norm, global_grad_norm
 from .parameter import Parameter
+from .step import TrainStep
 from .training import Callback, EarlyStopping, History, evaluate, fit, predict
 
 from . import teach  # noqa: E402  (uses the names above)
@@ -32,6 +33,6 @@ __all__ = [
     "gradcheck", "load", "save", "BatchNorm1d", "Dense", "Dropout", "Flatten", "Layer", "LeakyReLU",
     "ReLU", "Residual", "Sequential", "Sigmoid", "Softmax", "Standardize", "Tanh", "L1", "L2", "MSE",
     "BinaryCrossEntropy", "Loss", "SoftmaxCrossEntropy", "SGD", "Adam", "AdamW", "CosineLR", "StepLR",
-    "clip_grad_norm", "global_grad_norm", "Parameter", "Callback", "EarlyStopping", "History",
+    "clip_grad_norm", "global_grad_norm", "Parameter", "TrainStep", "Callback", "EarlyStopping", "History",
     "evaluate", "fit", "predict", "teach",
 ]

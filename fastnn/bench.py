@@ -333,23 +333,11 @@ def _network(backend, widths, dtype):
 
 
 def train_step(net, loss, optimizer):
-    """``step(x, labels) -> loss``, exactly as ``fastnn.fit`` runs one mini-batch: the
-    backend's fused step where it offers one, else forward, loss, accuracy count,
-    backward (no input gradient) and the optimizer update."""
-    loss.backend_name = net.backend_name
-    builder = net.bk.optional("make_train_step")
-    fused = builder(net, loss, optimizer) if builder else None
-    if fused is not None:
-        return lambda x, t: fused(x, t)[0]
-
-    def step(x, t):
-        out = net._forward(x)
-        value = loss.forward(out, t)
-        net.bk.count_correct(out, loss._cache[2])
-        net._backward(loss._backward(), need_dx=False)
-        optimizer.step()
-        return value
-    return step
+    """``step(x, labels) -> loss``, exactly as ``fastnn.fit`` runs one mini-batch
+    (:class:`fastnn.step.TrainStep`: the backend's fused step where it has one)."""
+    from .step import TrainStep
+    step = TrainStep(net, loss, optimizer)
+    return lambda x, t: step(x, t)[0]
 
 
 def train_cases(dtype, models=tuple(MODELS)):

@@ -53,6 +53,11 @@ class Loss:
         bk = self._cache[0] if self._cache else None
         return bk.to_host(self._backward()) if bk else self._backward()
 
+    def correct(self, output):
+        """How many rows of ``output`` the last forward's targets call right (None for a
+        regression loss). ``output`` is the array given to that forward."""
+        return None
+
     def get_config(self):
         return {}
 
@@ -85,6 +90,11 @@ class SoftmaxCrossEntropy(Loss):
         dz = bk.empty(probs.shape, probs.dtype)
         bk.softmax_cross_entropy_backward(probs, labels, dz)
         return dz
+
+    def correct(self, output):
+        """Rows whose largest logit (the first of ties, or the first NaN) is the label."""
+        bk, _, labels = self._cache
+        return bk.count_correct(output, labels)
 
     @property
     def probs(self):
@@ -162,6 +172,12 @@ class BinaryCrossEntropy(_ElementwiseLoss):
     of -t log sigmoid(z) - (1 - t) log(1 - sigmoid(z)). Gradient (sigmoid(z) - t) / size.
     """
     kernel = "bce_with_logits"
+
+    def correct(self, output):
+        """Elements whose logit has the sign of the target (z > 0 for t > 0.5)."""
+        bk, _, t = self._cache
+        z, t = bk.to_host(output), bk.to_host(t)
+        return int(np.count_nonzero((z > 0) == (t > 0.5)))
 
     def _check_target(self, t):
         if isinstance(t, np.ndarray) and t.size and (t.min() < 0 or t.max() > 1):

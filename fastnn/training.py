@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from .losses import BinaryCrossEntropy, MSE, SoftmaxCrossEntropy
-from .optim import clip_grad_norm
+from .step import TrainStep
 
 __all__ = ["History", "Callback", "EarlyStopping", "fit", "predict", "evaluate"]
 
@@ -134,16 +134,6 @@ def _default_loss(model, y):
     return MSE()
 
 
-def _correct(loss, bk, out, target):
-    """Number of right predictions in a batch (None for regression losses)."""
-    if isinstance(loss, SoftmaxCrossEntropy):
-        return bk.count_correct(out, loss._cache[2])
-    if isinstance(loss, BinaryCrossEntropy):
-        y, t = bk.to_host(out), bk.to_host(loss._cache[2])
-        return int(np.count_nonzero((y > 0) == (t > 0.5)))
-    return None
-
-
 def _targets_for(loss, y, classes, dtype):
     """Targets in the form the loss wants, validated and converted once for the whole data set."""
     if isinstance(loss, SoftmaxCrossEntropy):
@@ -160,9 +150,10 @@ def fit(model, loss, optimizer, X, y, epochs=10, batch_size=32, validation_data=
     """Train ``model`` on (X, y) with mini-batch gradient descent; returns a :class:`History`.
 
     Each epoch shuffles the training set (seeded by ``seed``, else the model's seed)
-    and, for every mini-batch of ``batch_size`` rows: forward -> ``loss`` ->
-    backward -> optional ``regularizers`` (``fnn.L1``/``fnn.L2``) and gradient clipping
-    (``clip_norm``: max global norm) -> ``optimizer.step()``.
+    and runs one :class:`fastnn.step.TrainStep` per mini-batch of ``batch_size`` rows:
+    zero the gradients -> forward -> ``loss`` -> backward -> optional ``regularizers``
+    (``fnn.L1``/``fnn.L2``) and gradient clipping (``clip_norm``: max global norm) ->
+    ``optimizer.step()``.
 
     Validation: ``validation_data=(X_val, y_val)``, or ``validation_split`` (a
     fraction of the **last** rows of X held out, as in Keras). ``callbacks`` get
@@ -178,6 +169,41 @@ def fit(model, loss, optimizer, X, y, epochs=10, batch_size=32, validation_data=
     """
     epochs = _positive_int(epochs, "epochs", "fit")
     batch_size = _positive_int(batch_size, "batch_size", "fit")
+    X, y, validation_data = _split(model, X, y, validation_data, validation_split)
+    loss.backend_name = model.backend_name
+    batches = _Batches(model, X, _targets_for(loss, y, _output_width(model, X), model.dtype),
+                       batch_size, shuffle, seed if seed is not None else getattr(model, "seed", None))
+    model.fit_loss_ = loss
+    step = TrainStep(model, loss, optimizer, regularizers, clip_norm, fused)
+    history, callbacks = History(), list(callbacks)
+    for cb in callbacks:
+        if hasattr(cb, "on_train_begin"):
+            cb.on_train_begin(model, history)
+    bar = _progress(epochs, verbose)
+    try:
+        for epoch in range(epochs):
+            logs = _train_epoch(step, batches, epoch, _is_classifier(loss))
+            if validation_data is not None:
+                val = evaluate(model, *validation_data, loss=loss)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            logs["lr"] = optimizer.lr
+            history.append(epoch, logs)
+            _report(bar, verbose, epoch, epochs, logs)
+            if any([cb.on_epoch_end(epoch, logs) for cb in callbacks]):   # every callback sees the epoch
+                history.stopped_epoch = epoch
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+        model.train()
+    for cb in callbacks:
+        if hasattr(cb, "on_train_end"):
+            cb.on_train_end(model, history)
+    return history
+
+
+def _split(model, X, y, validation_data, validation_split):
+    """Checked (X, y) and validation data, holding out the last rows for ``validation_split``."""
     if not 0.0 <= validation_split < 1.0:
         raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split!r}")
     X, y = _check_data(X, y, "fit", model)
@@ -190,92 +216,68 @@ def fit(model, loss, optimizer, X, y, epochs=10, batch_size=32, validation_data=
         X, y = X[:-n_val], y[:-n_val]
     if validation_data is not None:
         validation_data = _check_data(*validation_data, "fit (validation_data)", model)
+    return X, y, validation_data
 
-    bk = model.bk
-    loss.backend_name = model.backend_name
-    model.eval()   # a probe of the output width that leaves no trace (no dropout draw, no BN update)
-    out_width = model._forward(X[:1]).shape[-1]
-    model.train()
-    targets = _targets_for(loss, y, out_width, model.dtype)
-    on_device = bk.on_device
-    if on_device:   # upload the whole data set once; batches are gathered on the device
-        X_all, T_all = bk.asarray(X), bk.asarray(np.ascontiguousarray(targets))
-    rng = np.random.default_rng(seed if seed is not None else getattr(model, "seed", None))
-    model.fit_loss_ = loss
-    params = model.parameters()
 
-    fused_step = None
-    if fused and not regularizers and clip_norm is None:
-        builder = bk.optional("make_train_step")
-        fused_step = builder(model, loss, optimizer) if builder else None
-
-    history = History()
-    callbacks = list(callbacks)
-    for cb in callbacks:
-        if hasattr(cb, "on_train_begin"):
-            cb.on_train_begin(model, history)
-
-    bar = _progress(epochs, verbose)
-    n = len(X)
+def _output_width(model, X):
+    """The model's output width, from a probe that leaves no trace (eval mode: no dropout
+    draw, no batch-norm update)."""
+    model.eval()
     try:
-        for epoch in range(epochs):
-            model.train()
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            total_loss, total_correct, counted = 0.0, 0, 0
-            for step, start in enumerate(range(0, n, batch_size)):
-                idx = order[start:start + batch_size]
-                if on_device:
-                    xb, tb = bk.take_rows(X_all, idx), bk.take_rows(T_all, idx)
-                else:
-                    xb, tb = X[idx], targets[idx]
-                if fused_step is not None:
-                    value, correct = fused_step(xb, tb)
-                else:
-                    optimizer.zero_grad()
-                    out = model._forward(xb)
-                    value = loss.forward(out, tb)
-                    correct = _correct(loss, bk, out, tb)
-                    model._backward(loss._backward(), need_dx=False)
-                    for reg in regularizers:
-                        value += reg.value(params)
-                        reg.add_grad(params)
-                    if clip_norm is not None:
-                        clip_grad_norm(params, clip_norm)
-                    optimizer.step()
-                if not math.isfinite(value):
-                    raise FloatingPointError(
-                        f"fit: the loss became {value} at epoch {epoch + 1}, step {step + 1}: training "
-                        f"diverged. Try a lower learning rate (now {optimizer.lr:g}), gradient "
-                        "clipping (clip_norm=...) or standardised inputs.")
-                total_loss += value * len(idx)
-                counted += len(idx)
-                if correct is not None:
-                    total_correct += correct
-            logs = {"loss": total_loss / counted}
-            if _is_classifier(loss):
-                logs["accuracy"] = total_correct / counted
-            if validation_data is not None:
-                val = evaluate(model, *validation_data, loss=loss)
-                logs.update({f"val_{k}": v for k, v in val.items()})
-            logs["lr"] = optimizer.lr
-            history.append(epoch, logs)
-            if bar is not None:
-                bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k != "lr"})
-                bar.update(1)
-            elif verbose >= 2:
-                print(f"epoch {epoch + 1}/{epochs} " + " ".join(f"{k}={v:.4f}" for k, v in logs.items()))
-            stop = [cb.on_epoch_end(epoch, logs) for cb in callbacks]
-            if any(stop):
-                history.stopped_epoch = epoch
-                break
+        return model._forward(X[:1]).shape[-1]
     finally:
-        if bar is not None:
-            bar.close()
         model.train()
-    for cb in callbacks:
-        if hasattr(cb, "on_train_end"):
-            cb.on_train_end(model, history)
-    return history
+
+
+class _Batches:
+    """The mini-batches of one epoch, shuffled by a seeded generator. On a GPU backend the
+    whole data set is uploaded once and batches are gathered on the device."""
+
+    def __init__(self, model, X, targets, batch_size, shuffle, seed):
+        self.bk, self.X, self.targets = model.bk, X, targets
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.rng = np.random.default_rng(seed)
+        if self.bk.on_device:
+            self.X, self.targets = self.bk.asarray(X), self.bk.asarray(np.ascontiguousarray(targets))
+
+    def epoch(self):
+        """Yields (x, target) per step."""
+        n = len(self.X)
+        order = self.rng.permutation(n) if self.shuffle else np.arange(n)
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            if self.bk.on_device:
+                yield self.bk.take_rows(self.X, idx), self.bk.take_rows(self.targets, idx)
+            else:
+                yield self.X[idx], self.targets[idx]
+
+
+def _train_epoch(step, batches, epoch, classifier):
+    """One pass over the batches; the epoch's mean loss (and accuracy)."""
+    step.model.train()
+    total_loss, total_correct, counted = 0.0, 0, 0
+    for number, (x, t) in enumerate(batches.epoch()):
+        value, correct = step(x, t)
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"fit: the loss became {value} at epoch {epoch + 1}, step {number + 1}: training "
+                f"diverged. Try a lower learning rate (now {step.optimizer.lr:g}), gradient "
+                "clipping (clip_norm=...) or standardised inputs.")
+        total_loss += value * len(x)
+        counted += len(x)
+        total_correct += correct or 0
+    logs = {"loss": total_loss / counted}
+    if classifier:
+        logs["accuracy"] = total_correct / counted
+    return logs
+
+
+def _report(bar, verbose, epoch, epochs, logs):
+    if bar is not None:
+        bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k != "lr"})
+        bar.update(1)
+    elif verbose >= 2:
+        print(f"epoch {epoch + 1}/{epochs} " + " ".join(f"{k}={v:.4f}" for k, v in logs.items()))
 
 
 def _is_classifier(loss):
@@ -322,8 +324,7 @@ def evaluate(model, X, y, loss=None, batch_size=1024):
             xb, yb = X[i:i + batch_size], y[i:i + batch_size]
             out = model._forward(xb)
             total += loss.forward(out, yb) * len(xb)
-            c = _correct(loss, model.bk, out, yb)
-            correct += c or 0
+            correct += loss.correct(out) or 0
     finally:
         model.train(was_training)
     result = {"loss": total / len(X)}

@@ -24,6 +24,7 @@ import importlib
 import numpy as np
 
 from . import blas_pool, contract
+from .fused_contract import FUSED_CHECKS, FUSED_KERNELS
 
 # Order matters: "auto" picks the first available of AUTO_ORDER.
 BACKEND_MODULES = {
@@ -53,10 +54,12 @@ class Backend:
       ``to_host(array)``, ``take_rows(array, indices)``. CPU backends keep NumPy
       arrays; a GPU backend overrides these in its module.
 
+    * the optional fused kernels of ``fused_contract.py`` (checked too), or None where
+      the backend has none (``mlp_train_step``: a Dense MLP's whole training step).
+
     Optional module extras, used when present: ``set_num_threads(n)``,
-    ``get_num_threads()``, ``warmup()``, ``GEMM_LADDER`` (name -> gemm-like
-    function, naive first, best last) and ``make_train_step(model, loss, optimizer)``
-    (a fused whole training step, or None when unsupported).
+    ``get_num_threads()``, ``warmup()`` and ``GEMM_LADDER`` (name -> gemm-like
+    function, naive first, best last).
     """
 
     def __init__(self, name, module):
@@ -65,6 +68,9 @@ class Backend:
         self.description = getattr(module, "DESCRIPTION", "")
         for kernel in contract.KERNELS:
             setattr(self, kernel, _checked(kernel, getattr(module, kernel)))
+        for kernel in FUSED_KERNELS:     # optional: None where the backend has no fused form
+            fn = getattr(module, kernel, None)
+            setattr(self, kernel, None if fn is None else _checked(kernel, fn, FUSED_CHECKS, FUSED_KERNELS))
         for helper in ("empty", "zeros", "asarray", "to_host", "take_rows"):
             if hasattr(module, helper):
                 setattr(self, helper, getattr(module, helper))
@@ -99,15 +105,15 @@ class Backend:
         return f"<fastnn backend {self.name!r}: {self.description}>"
 
 
-def _checked(name, fn):
-    check = contract.CHECKS[name]
+def _checked(name, fn, checks=contract.CHECKS, docs=contract.KERNELS):
+    check = checks[name]
 
     def kernel(*args, **kwargs):
         check(*args, **kwargs)
         return fn(*args, **kwargs)
 
     kernel.__name__ = name
-    kernel.__doc__ = contract.KERNELS[name]
+    kernel.__doc__ = docs[name]
     kernel.unchecked = fn
     return kernel
 

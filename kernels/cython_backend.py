@@ -19,7 +19,7 @@ Environment:
 
 Extras beyond the contract: ``GEMM_LADDER`` (naive -> ... -> packed SIMD + OpenMP,
 each with the ``gemm`` signature), ``set_num_threads`` / ``get_num_threads``,
-``set_simd`` / ``simd_path``, ``warmup`` and ``make_train_step`` (a whole training
+``set_simd`` / ``simd_path``, ``warmup`` and ``mlp_train_step`` (a whole training
 step of an MLP in one compiled call).
 """
 
@@ -328,46 +328,8 @@ def penalty_grad(w, g, l1, l2):
 
 # --- whole-step fusion ------------------------------------------------------------------------------
 
-def make_train_step(model, loss, optimizer):
-    """A fused ``step(x, labels) -> (mean_loss, correct)`` for ``model``, or None.
-
-    Supported: a ``Sequential`` of ``Dense`` layers, each optionally followed by one
-    activation layer (ReLU, LeakyReLU, Sigmoid, Tanh) when the Dense itself is linear;
-    ``SoftmaxCrossEntropy`` on the last layer's output; ``SGD`` (momentum, Nesterov,
-    weight decay) or ``Adam``/``AdamW`` over exactly the model's parameters. The step
-    does forward, loss, backward (filling every ``Parameter.gradient``) and the update
-    with the same kernels in the same order as the layer-by-layer path, in one call
-    that holds no GIL. The layer list is captured now: rebuild the step after editing
-    the model.
-    """
-    from fastnn import layers as L
-    from fastnn.losses import SoftmaxCrossEntropy
-    from fastnn.optim import SGD, Adam, AdamW
-
-    if _k is None or type(loss) is not SoftmaxCrossEntropy:
-        return None
-    if type(optimizer) not in (SGD, Adam, AdamW):
-        return None
-    if getattr(model, "backend_name", None) != NAME or not isinstance(getattr(model, "layers", None), list):
-        return None
-    activation_layers = (L.ReLU, L.LeakyReLU, L.Sigmoid, L.Tanh)
-    dense, acts, alphas = [], [], []
-    for layer in model.layers:
-        if type(layer) is L.Dense:
-            dense.append(layer)
-            acts.append(_ACT[layer.activation])
-            alphas.append(layer.alpha)
-        elif type(layer) in activation_layers and dense and acts[-1] == _ACT["linear"]:
-            acts[-1] = _ACT[layer.activation]       # fold into the Dense before it
-            alphas[-1] = layer.alpha
-        else:
-            return None
-    if not dense or not isinstance(model.layers[0], L.Dense):
-        return None
-    params = [p for layer in dense for p in (layer.weight, layer.bias)]
-    if sorted(map(id, params)) != sorted(map(id, optimizer.params)):
-        return None
-    dtype = np.dtype(dense[0].weight.value.dtype)
-    if dtype not in (np.float32, np.float64) or any(p.value.dtype != dtype for p in params):
-        return None
-    return _k.MLPTrainStep(dense, acts, alphas, optimizer, type(optimizer) is not SGD)
+# A Dense MLP's whole training step (fused_contract.py) in one C call that holds no GIL, with
+# the same kernels in the same order as the layer-by-layer path. Bound directly: a small
+# model's step takes tens of microseconds, and a Python wrapper would add to every one.
+if _k is not None:
+    mlp_train_step = _k.mlp_train_step

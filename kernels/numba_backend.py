@@ -9,7 +9,7 @@
 * Element-wise, row-wise and optimizer kernels are in ``numba_kernels``.
 * Work above a size threshold is split over threads with ``prange``
   (``set_num_threads``); small layers stay on one thread.
-* ``make_train_step`` (``numba_train``) fuses a whole training step of a Dense MLP.
+* ``mlp_train_step`` (``numba_train``) runs a Dense MLP's whole training step in one call.
 
 The functions here are thin: they flatten or make inputs C-contiguous (a copy only
 for strided/Fortran inputs), cast scalars to the arrays' dtype and call compiled
@@ -33,14 +33,11 @@ try:
     from . import numba_kernels as _k
     from . import numba_util as _u
     from .numba_gemm import GEMM_LADDER
-    from .numba_train import make_train_step
+    from .numba_train import mlp_train_step
     _IMPORT_ERROR = None
 except Exception as exc:  # no numba (or a broken one): the backend is unavailable, fastnn is not
     _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
     GEMM_LADDER = {}
-
-    def make_train_step(model, loss, optimizer):
-        return None
 
 
 def available():
@@ -104,50 +101,14 @@ def warmup():
     Runs each kernel once on tiny inputs, plus the threaded GEMM, so the first real
     call pays no JIT time. The first run compiles (tens of seconds); later runs,
     even in new processes, load the cached machine code (``cache=True``)."""
-    from . import contract
+    from .examples import example_calls
     kernels = globals()
-    rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
-        x = rng.standard_normal((4, 3)).astype(dtype)
-        w = rng.standard_normal((3, 5)).astype(dtype)
-        b = np.zeros(5, dtype)
-        y = np.empty((4, 5), dtype)
-        labels = np.array([0, 1, 4, 2], np.int64)
-        for act in contract.ACTIVATIONS:
-            dense_forward(x, w, b, y, act, 0.1)
-            dense_backward(x, w, y, y.copy(), np.empty_like(y), np.empty_like(x),
-                           np.empty_like(w), np.empty_like(b), act, 0.1)
-        gemm(x, w, y.copy())
-        big = np.ones((8, 8), dtype)
+        for name, args in example_calls(dtype):
+            kernels[name](*args)
+        big = np.ones((8, 8), dtype)                  # the threaded GEMM, whatever the size rule
         _gemm.packed_parallel(big, False, big, True, np.empty_like(big), 1.0, 0.0,
                               _gemm._NO_BIAS[np.dtype(dtype)], 0, 0.0, max(1, get_num_threads()))
-        out = np.empty_like(y)
-        for name in ("relu", "sigmoid", "tanh"):
-            kernels[f"{name}_forward"](y, out)
-            kernels[f"{name}_backward"](out, y, out.copy())
-        leaky_relu_forward(y, out, 0.1)
-        leaky_relu_backward(out, y, out.copy(), 0.1)
-        softmax_forward(y, out)
-        softmax_backward(out, y, out.copy())
-        softmax_cross_entropy_forward(y, labels, out)
-        softmax_cross_entropy_backward(out, labels, out.copy())
-        count_correct(y, labels)
-        for loss in ("mse", "bce_with_logits"):
-            kernels[f"{loss}_forward"](y, out)
-            kernels[f"{loss}_backward"](y, out, out.copy())
-        dropout_forward(y, out, out.copy())
-        dropout_backward(out, y, out.copy())
-        add(y, out, out.copy())
-        d = np.ones(5, dtype)
-        batchnorm_forward(y, d, d, out, out.copy(), d.copy(), d.copy(), d.copy(), 0.1, 1e-5)
-        batchnorm_inference(y, d, d, d, d, 1e-5, out)
-        batchnorm_backward(y, d, d, y, out, d.copy(), d.copy())
-        sgd_update(d.copy(), d, d.copy(), 0.1, 0.9, 0.0, False)
-        adam_update(d.copy(), d, d.copy(), d.copy(), 0.1, 0.9, 0.999, 1e-8, 0.0, 1, False)
-        sum_squares(y)
-        abs_sum(y)
-        scale_(out, 0.5)
-        penalty_grad(y, out, 0.1, 0.1)
     _warm_fused_steps()
 
 
@@ -155,18 +116,17 @@ def _warm_fused_steps():
     """Compile the whole-step kernel for float32 MLPs of 1-3 Dense layers with SGD and
     Adam: its argument tuples have one entry per layer, so each depth is its own
     compilation (seconds each), which would otherwise land in the first epoch."""
-    from fastnn.layers import Dense, Sequential
-    from fastnn.losses import SoftmaxCrossEntropy
-    from fastnn.optim import SGD, Adam
-    from .numba_train import make_train_step
     x = np.ones((4, 3), np.float32)
     labels = np.array([0, 1, 2, 0], np.int64)
+    acts_for = {1: [0], 2: [1, 0], 3: [1, 1, 0]}
     for depth in (1, 2, 3):
-        for make_opt in (lambda ps: SGD(ps, lr=1e-3, momentum=0.9), lambda ps: Adam(ps, lr=1e-3)):
-            layers = [Dense(3, 3, activation="relu") for _ in range(depth - 1)] + [Dense(3, 3)]
-            model = Sequential(layers, backend="numba", dtype="float32")
-            step = make_train_step(model, SoftmaxCrossEntropy(), make_opt(model.parameters()))
-            step(x, labels)
+        for adam in (False, True):
+            arrays = [tuple(np.zeros(shape, np.float32) for _ in range(depth))
+                      for shape in [(3, 3), (3,)] * 4]
+            ws, bs, dws, dbs, s1w, s1b, s2w, s2b = arrays
+            hyper = (1e-3, 0.9, 0.0, False, 0.9, 0.999, 1e-8, 1, False)
+            mlp_train_step(x, labels, ws, bs, dws, dbs, (s1w, s1b, s2w, s2b),
+                           np.array(acts_for[depth], np.int64), np.zeros(depth), adam, hyper)
 
 
 def compile_times():

@@ -102,6 +102,8 @@ def labels(kernel, labels, n, classes):
 
 def real(kernel, name, v):
     """A real number: int, float or a NumPy scalar of those (not a bool, string or array)."""
+    if type(v) is float or type(v) is int:     # the common case, without the ABC check
+        return v
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
         raise TypeError(f"{kernel}: {name} must be a real number, got {type(v).__name__} {v!r}")
     return v
@@ -117,6 +119,8 @@ def integer(kernel, name, v, minimum=None):
 
 def flag(kernel, name, v):
     """A truth value: bool, numpy.bool_, or the integers 0 and 1."""
+    if type(v) is bool:
+        return v
     if isinstance(v, (bool, np.bool_)) or (isinstance(v, numbers.Integral) and v in (0, 1)):
         return v
     raise TypeError(f"{kernel}: {name} must be a bool, got {type(v).__name__} {v!r}")

@@ -1,6 +1,6 @@
 """The Cython/C backend beyond the shared kernel tests: every SIMD path this CPU can run,
 every rung of the GEMM ladder, OpenMP threads, clean errors from the raw compiled
-functions, and the fused training step against the layer-by-layer path.
+functions (the fused training step is tested in test_fused.py with the other backends).
 
 SIMD paths are switched in-process with ``set_simd`` (the same switch ``FASTNN_SIMD``
 sets at import); one subprocess test checks the environment variable itself.
@@ -14,7 +14,6 @@ import sys
 import numpy as np
 import pytest
 
-import fastnn as fnn
 import fastnn.kernels as K
 from fastnn.kernels import cython_backend as cb
 from fastnn.kernels import numpy_backend as ref
@@ -271,84 +270,6 @@ def test_softmax_cross_entropy_is_stable_for_huge_logits():
     loss = cb.softmax_cross_entropy_forward(logits, labels, probs)
     assert np.isfinite(loss) and loss == pytest.approx(np.log(2) / 2, rel=1e-6)
     np.testing.assert_allclose(probs, [[1, 0, 0], [0, 0.5, 0.5]], atol=1e-7)
-
-
-# --- whole-step fusion ------------------------------------------------------------------------------
-
-def _mlp(dtype, hidden_act):
-    layers = [fnn.Dense(20, 16, backend="cython", dtype=dtype)]
-    if hidden_act == "fused-relu":
-        layers = [fnn.Dense(20, 16, activation="relu", backend="cython", dtype=dtype)]
-    elif hidden_act == "leaky_relu":
-        layers.append(fnn.LeakyReLU(0.05, backend="cython", dtype=dtype))
-    else:
-        layers.append({"relu": fnn.ReLU, "sigmoid": fnn.Sigmoid, "tanh": fnn.Tanh}[hidden_act](
-            backend="cython", dtype=dtype))
-    layers += [fnn.Dense(16, 12, activation="tanh", backend="cython", dtype=dtype),
-               fnn.Dense(12, 5, backend="cython", dtype=dtype)]
-    return fnn.Sequential(layers, backend="cython", seed=11, dtype=dtype)
-
-
-OPTIMIZERS = {
-    "sgd": lambda p: fnn.SGD(p, lr=0.1),
-    "sgd-nesterov-wd": lambda p: fnn.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
-    "adam": lambda p: fnn.Adam(p, lr=1e-2, weight_decay=1e-3),
-    "adamw": lambda p: fnn.AdamW(p, lr=1e-2),
-}
-
-
-@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
-@pytest.mark.parametrize("hidden_act", ["relu", "fused-relu", "leaky_relu", "sigmoid", "tanh"])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_fused_step_equals_layer_by_layer_path(dtype, hidden_act, optimizer):
-    rng = np.random.default_rng(2)
-    X = rng.standard_normal((70, 20)).astype(dtype)
-    y = rng.integers(0, 5, 70)
-    results = {}
-    for fused in (False, True):
-        model = _mlp(dtype, hidden_act)
-        opt = OPTIMIZERS[optimizer](model.parameters())
-        hist = fnn.fit(model, fnn.SoftmaxCrossEntropy(), opt, X, y, epochs=2, batch_size=32,
-                       seed=4, verbose=0, fused=fused)
-        results[fused] = ([p.data.copy() for p in model.parameters()],
-                          [p.grad.copy() for p in model.parameters()], hist.history)
-    assert cb.make_train_step(model, fnn.SoftmaxCrossEntropy(), opt) is not None
-    (p0, g0, h0), (p1, g1, h1) = results[False], results[True]
-    tol = 1e-5 if dtype == "float32" else 1e-12
-    for a, b in zip(p0 + g0, p1 + g1):
-        np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
-    assert h1["accuracy"] == h0["accuracy"]
-    np.testing.assert_allclose(h1["loss"], h0["loss"], rtol=tol)
-
-
-def test_fused_step_declines_what_it_does_not_cover():
-    model = _mlp("float32", "relu")
-    opt = fnn.SGD(model.parameters(), lr=0.1)
-    assert cb.make_train_step(model, fnn.MSE(), opt) is None
-    assert cb.make_train_step(model, fnn.SoftmaxCrossEntropy(),
-                              fnn.SGD(model.parameters()[:2], lr=0.1)) is None
-    with_dropout = fnn.Sequential([fnn.Dense(4, 4, backend="cython"), fnn.Dropout(0.5, backend="cython"),
-                                   fnn.Dense(4, 2, backend="cython")], backend="cython")
-    assert cb.make_train_step(with_dropout, fnn.SoftmaxCrossEntropy(),
-                              fnn.SGD(with_dropout.parameters(), lr=0.1)) is None
-    on_numpy = fnn.Sequential([fnn.Dense(4, 2, backend="numpy")], backend="numpy")
-    assert cb.make_train_step(on_numpy, fnn.SoftmaxCrossEntropy(),
-                              fnn.SGD(on_numpy.parameters(), lr=0.1)) is None
-
-
-def test_fused_step_checks_its_inputs():
-    model = _mlp("float32", "relu")
-    step = cb.make_train_step(model, fnn.SoftmaxCrossEntropy(), fnn.Adam(model.parameters()))
-    x = np.zeros((4, 20), np.float32)
-    with pytest.raises(ValueError, match="labels must lie"):
-        step(x, np.array([0, 1, 2, 5]))
-    with pytest.raises(ValueError, match="shape"):
-        step(np.zeros((4, 19), np.float32), np.zeros(4, np.int64))
-    with pytest.raises(ValueError, match="labels must have shape"):
-        step(x, np.zeros(3, np.int64))
-    model.layers[0].weight.value = np.zeros((3, 3), np.float32)   # a swapped-out parameter
-    with pytest.raises(ValueError, match="weight"):
-        step(x, np.zeros(4, np.int64))
 
 
 def test_raw_cross_entropy_never_reads_an_empty_row():

@@ -1,7 +1,7 @@
 """The Numba backend beyond the shared kernel tests: every GEMM rung, the threaded code
 paths (forced on small inputs), real multi-threading, argument checks in front of
-compiled code, vectorised hot loops, and the fused training step against the
-layer-by-layer path."""
+compiled code and vectorised hot loops (the fused training step is tested in test_fused.py
+with the other backends)."""
 
 import platform
 
@@ -244,149 +244,8 @@ def test_available_reports_version_layer_and_threads():
     assert ok and numba.__version__ in reason and "threading layer" in reason and "threads" in reason
 
 
-# --- fused training step ---------------------------------------------------------------------
-
-def _mlp(dtype, folded):
-    from fastnn.layers import Dense, ReLU, Sequential, Tanh
-    layers = ([Dense(12, 16), ReLU(), Dense(16, 8, activation="tanh"), Dense(8, 5)] if folded
-              else [Dense(12, 16, activation="relu"), Dense(16, 8), Tanh(), Dense(8, 5)])
-    return Sequential(layers, backend="numba", seed=3, dtype=dtype)
-
-
-OPTIMIZERS = [("SGD", dict(lr=0.1)), ("SGD", dict(lr=0.05, momentum=0.9, weight_decay=1e-3)),
-              ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True)), ("Adam", dict(lr=1e-2)),
-              ("AdamW", dict(lr=1e-2, weight_decay=0.05))]
-
-
-@pytest.mark.parametrize("opt_name,kwargs", OPTIMIZERS)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fused_steps_equal_generic_steps(opt_name, kwargs, dtype):
-    from fastnn import optim
-    from fastnn.losses import SoftmaxCrossEntropy
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((70, 12)).astype(dtype)
-    y = rng.integers(0, 5, 70).astype(np.int64)
-    fused_model, generic_model = _mlp(dtype, True), _mlp(dtype, False)
-    opt_f = getattr(optim, opt_name)(fused_model.parameters(), **kwargs)
-    opt_g = getattr(optim, opt_name)(generic_model.parameters(), **kwargs)
-    loss_f, loss_g = SoftmaxCrossEntropy(), SoftmaxCrossEntropy()
-    step = NB.make_train_step(fused_model, loss_f, opt_f)
-    assert step is not None
-    for start in range(0, 70, 16):                       # 5 steps, the last one short
-        xb, yb = X[start:start + 16], y[start:start + 16]
-        value, correct = step(xb, yb)
-        opt_g.zero_grad()
-        out = generic_model._forward(xb)
-        want = loss_g.forward(out, yb)
-        assert correct == K.get("numpy").count_correct(np.asarray(out), yb)
-        generic_model._backward(loss_g._backward(), need_dx=False)
-        opt_g.step()
-        _close(value, want, dtype, 10)
-    tol = 1e-5 if dtype == np.float32 else 1e-10
-    for pf, pg in zip(fused_model.parameters(), generic_model.parameters()):
-        np.testing.assert_allclose(pf.data, pg.data, rtol=tol, atol=tol, err_msg=pf.name)
-        np.testing.assert_allclose(pf.grad, pg.grad, rtol=tol, atol=tol, err_msg=pf.name)
-
-
-def test_fit_fused_matches_layer_by_layer():
-    from fastnn.losses import SoftmaxCrossEntropy
-    from fastnn.optim import SGD
-    from fastnn.training import fit
-    rng = np.random.default_rng(1)
-    X = rng.standard_normal((90, 12)).astype(np.float32)
-    y = rng.integers(0, 5, 90)
-    histories, params = [], []
-    for fused in (True, False):
-        model = _mlp(np.float32, True)
-        opt = SGD(model.parameters(), lr=0.05, momentum=0.9)
-        histories.append(fit(model, SoftmaxCrossEntropy(), opt, X, y, epochs=3, batch_size=32,
-                             seed=0, verbose=0, fused=fused).history)
-        params.append([p.data.copy() for p in model.parameters()])
-    np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=1e-5)
-    assert histories[0]["accuracy"] == histories[1]["accuracy"]
-    for a, b in zip(*params):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-
-
-def test_fused_step_rejects_bad_batches_without_touching_parameters():
-    from fastnn.losses import SoftmaxCrossEntropy
-    from fastnn.optim import Adam
-    model = _mlp(np.float32, True)
-    opt = Adam(model.parameters())
-    step = NB.make_train_step(model, SoftmaxCrossEntropy(), opt)
-    before = [p.data.copy() for p in model.parameters()]
-    x = np.zeros((4, 12), np.float32)
-    with pytest.raises(ValueError, match="outside"):
-        step(x, np.array([0, 1, 5, 2]))
-    with pytest.raises(ValueError, match="labels"):
-        step(x, np.array([0.0, 1.0, 2.0, 3.0]))
-    with pytest.raises(ValueError, match=r"\(batch, 12\)"):
-        step(np.zeros((4, 11), np.float32), np.array([0, 1, 2, 3]))
-    assert opt.step_count == 0
-    for p, b in zip(model.parameters(), before):
-        np.testing.assert_array_equal(p.data, b)
-
-
-def test_unsupported_models_get_no_fused_step():
-    from fastnn.layers import Dense, Dropout, ReLU, Sequential
-    from fastnn.losses import MSE, SoftmaxCrossEntropy
-    from fastnn.optim import SGD
-    sce = SoftmaxCrossEntropy()
-    cases = [
-        Sequential([Dense(4, 4), Dropout(0.5), Dense(4, 2)], backend="numba"),
-        Sequential([Dense(4, 4, activation="relu"), ReLU(), Dense(4, 2)], backend="numba"),
-        Sequential([ReLU(), Dense(4, 2)], backend="numba"),
-        Sequential([Dense(4, 2)], backend="numpy"),
-    ]
-    for model in cases:
-        assert NB.make_train_step(model, sce, SGD(model.parameters())) is None
-    model = Sequential([Dense(4, 2)], backend="numba")
-    assert NB.make_train_step(model, MSE(), SGD(model.parameters())) is None
-    assert NB.make_train_step(model, sce, SGD(model.parameters()[:1])) is None
-
-
 def test_warmup_compiles_and_returns_nothing():
     assert NB.warmup() is None
-
-
-@pytest.mark.parametrize("what", ["gradient", "velocity", "adam"])
-def test_fused_step_refuses_mis_shaped_gradients_and_state(what):
-    """A (6, 4) gradient or optimizer state for a (6, 40) weight, its data ending right before
-    an inaccessible page: the fused step (and fit) must refuse it before compiled code
-    writes past it."""
-    from test_contract import assert_survived, run_guarded
-    rc, out = run_guarded(f"""
-        import numpy as np
-        import fastnn as fnn
-        from fastnn.kernels import numba_backend as NB
-        model = fnn.Sequential([fnn.Dense(6, 40), fnn.ReLU(), fnn.Dense(40, 3)], backend="numba", seed=0)
-        weight = model.layers[0].weight
-        opt = fnn.Adam(model.parameters()) if {what!r} == "adam" else fnn.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        bad = guarded((6, 4))
-        if {what!r} == "gradient":
-            weight.gradient = bad
-        elif {what!r} == "velocity":
-            opt.velocity(weight)
-            opt.state[id(weight)] = (opt.state[id(weight)][0], [bad])
-        else:
-            opt.moments(weight)
-            opt.state[id(weight)] = (opt.state[id(weight)][0], [np.zeros((6, 40), np.float32), bad])
-        X = np.ones((64, 6), np.float32)
-        y = np.arange(64) % 3
-        step = NB.make_train_step(model, fnn.SoftmaxCrossEntropy(), opt)
-        try:
-            step(X[:16], y[:16])
-        except ValueError as exc:
-            print("REFUSED", exc)
-        try:
-            fnn.fit(model, fnn.SoftmaxCrossEntropy(), opt, X, y, epochs=1, batch_size=16, verbose=0)
-        except ValueError as exc:
-            print("FIT REFUSED", exc)
-        print("steps", getattr(opt, "step_count", 0))
-    """)
-    assert_survived(rc, out)
-    assert "REFUSED fused step: layer 0 weight" in out and "FIT REFUSED" in out, out
-    assert "shape (6, 40)" in out and "steps 0" in out, out
 
 
 # --- thin GEMMs: a row, a column or a few outputs ------------------------------------------------

@@ -13,6 +13,8 @@ from cpython.mem cimport PyMem_Calloc, PyMem_Free
 from libc.stdint cimport int64_t
 
 cimport numpy as cnp
+import threading
+
 import numpy as np
 
 include "fastnn_c.pxi"
@@ -466,7 +468,8 @@ def penalty_grad(const real[::1] w, real[::1] g, double l1, double l2):
 
 # --- the fused training step ------------------------------------------------------------------------
 
-cdef void *_param(object arr, int type_num, Py_ssize_t rows, Py_ssize_t cols, str what) except NULL:
+cdef void *_param(object arr, int type_num, Py_ssize_t rows, Py_ssize_t cols, str what,
+                  int index=-1) except NULL:
     """Data pointer of a parameter-like array of shape (rows, cols), or (cols,) when rows
     is -1, after checking (with C-level reads of the array header) what C will assume."""
     cdef cnp.ndarray a
@@ -481,147 +484,113 @@ cdef void *_param(object arr, int type_num, Py_ssize_t rows, Py_ssize_t cols, st
         shape = (cols,)
     else:
         shape = (rows, cols)
-    raise ValueError(f"fused step: {what} must be a writeable C-contiguous "
+    if index >= 0:      # the name is only formatted for the error
+        what = f"{what}[{index}]"
+    raise ValueError(f"mlp_train_step: {what} must be a writeable C-contiguous "
                      f"{np.dtype(np.float64 if type_num == cnp.NPY_FLOAT64 else np.float32)} array "
                      f"of shape {shape}, got {type(arr).__name__} {getattr(arr, 'dtype', '')} "
                      f"{getattr(arr, 'shape', '')}")
 
 
-cdef class MLPTrainStep:
+_step_scratch = threading.local()   # per Python thread: steps may run in several at once
+
+
+cdef list _step_buffers(object dtype, Py_ssize_t n, tuple widths):
+    """Per layer (y, dy) scratch arrays of n rows, made once per shape and thread."""
+    cache = getattr(_step_scratch, "cache", None)
+    if cache is None:
+        cache = _step_scratch.cache = {}
+    key = (dtype, n, widths)
+    bufs = cache.get(key)
+    if bufs is None:
+        if len(cache) > 8:
+            cache.clear()
+        bufs = [(np.empty((n, w), dtype), np.empty((n, w), dtype)) for w in widths]
+        cache[key] = bufs
+    return bufs
+
+
+def mlp_train_step(x, labels, weights, biases, weight_grads, bias_grads, states, acts, slopes,
+                   bint adam, tuple hyper):
     """One training step of a stack of Dense layers (activations fused) with softmax
-    cross-entropy and SGD or Adam/AdamW, in one call that releases the GIL.
-
-    ``MLPTrainStep(dense_layers, activations, alphas, optimizer, adam)``: the fastnn
-    Dense layers in order, the activation code applied to each one's output, its
-    leaky-ReLU slope, and the optimizer (read afresh at every call, so learning-rate
-    schedules work). ``step(x, labels) -> (mean_loss, correct)`` with x (N, in) and
-    int64 labels (N,). Parameter values, gradients and optimizer state are looked up at
-    every call and checked before C touches them.
-    """
-
-    cdef list params      # per layer: (weight Parameter, bias Parameter)
-    cdef object optimizer
-    cdef object dtype
-    cdef int dt, type_num
-    cdef bint adam
-    cdef int nlayers
-    cdef Py_ssize_t features, classes
+    cross-entropy and SGD or Adam/AdamW, in one call that releases the GIL (the
+    ``mlp_train_step`` kernel of ``fused_contract.py``). Every array is checked again
+    here with C-level reads of its header, so a raw call cannot make C read out of
+    bounds."""
+    cdef int nlayers = len(weights)
+    cdef Py_ssize_t n, i, rows, cols, features, classes
+    cdef int l, rc
+    cdef fnn_layer *L
     cdef fnn_layer *layers
-    cdef dict scratch
+    cdef fnn_optimizer opt
+    cdef double loss = 0.0
+    cdef fnn_idx correct = 0
+    cdef const void *xp
+    if nlayers < 1 or len(states) != 4 or len(acts) != nlayers or len(slopes) != nlayers:
+        raise ValueError("mlp_train_step: need one weight, bias, activation and slope per layer "
+                         "and states = (first_w, first_b, second_w, second_b)")
+    dtype = weights[0].dtype
+    if dtype != np.float32 and dtype != np.float64:
+        raise ValueError(f"mlp_train_step: float32 or float64 weights expected, got {dtype}")
+    cdef int dt = FNN_F64 if dtype == np.float64 else FNN_F32
+    cdef int type_num = cnp.NPY_FLOAT64 if dt == FNN_F64 else cnp.NPY_FLOAT32
+    x = np.ascontiguousarray(x, dtype=dtype)
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    features = weights[0].shape[0]
+    if x.ndim != 2 or x.shape[1] != features or x.shape[0] < 1:
+        raise ValueError(f"mlp_train_step: x must have shape (N >= 1, {features}), got {x.shape}")
+    n = x.shape[0]
+    if labels.shape != (n,):
+        raise ValueError(f"mlp_train_step: labels must have shape ({n},), got {labels.shape}")
+    classes = weights[nlayers - 1].shape[1]
+    cdef const int64_t[::1] lab = labels
+    for i in range(n):
+        if lab[i] < 0 or lab[i] >= classes:
+            raise ValueError(f"mlp_train_step: labels must lie in [0, {classes}), got {lab[i]}")
 
-    def __cinit__(self):
-        self.layers = NULL
-
-    def __init__(self, dense_layers, activations, alphas, optimizer, bint adam):
-        dense_layers = list(dense_layers)
-        self.nlayers = len(dense_layers)
-        if self.nlayers < 1 or len(activations) != self.nlayers or len(alphas) != self.nlayers:
-            raise ValueError("MLPTrainStep: need one activation and alpha per Dense layer")
-        self.optimizer = optimizer
-        self.adam = adam
-        self.dtype = np.dtype(dense_layers[0].weight.value.dtype)
-        self.dt = FNN_F64 if self.dtype == np.float64 else FNN_F32
-        self.type_num = cnp.NPY_FLOAT64 if self.dt == FNN_F64 else cnp.NPY_FLOAT32
-        self.features = dense_layers[0].in_features
-        self.classes = dense_layers[self.nlayers - 1].out_features
-        self.scratch = {}
-        self.layers = <fnn_layer *>PyMem_Calloc(self.nlayers, sizeof(fnn_layer))
-        if self.layers == NULL:
-            raise MemoryError()
-        self.params = []
-        cdef int l
-        for l in range(self.nlayers):
-            layer = dense_layers[l]
-            if l and layer.in_features != dense_layers[l - 1].out_features:
-                raise ValueError(f"MLPTrainStep: layer {l} takes {layer.in_features} features but "
-                                 f"layer {l - 1} gives {dense_layers[l - 1].out_features}")
-            self.layers[l].in_ = layer.in_features
-            self.layers[l].out = layer.out_features
-            self.layers[l].act = _act_code(activations[l])
-            self.layers[l].alpha = float(alphas[l])
-            self.params.append((layer.weight, layer.bias))
-
-    def __dealloc__(self):
-        PyMem_Free(self.layers)
-
-    cdef list _buffers(self, Py_ssize_t n):
-        """Per layer (y, dy) scratch arrays of n rows, made once per batch size."""
-        bufs = self.scratch.get(n)
-        if bufs is None:
-            bufs = [(np.empty((n, self.layers[l].out), self.dtype),
-                     np.empty((n, self.layers[l].out), self.dtype)) for l in range(self.nlayers)]
-            self.scratch[n] = bufs
-        return bufs
-
-    def __call__(self, x, labels):
-        cdef Py_ssize_t n, i, rows, cols
-        cdef int l, rc
-        cdef fnn_layer *L
-        cdef fnn_optimizer opt
-        cdef double loss = 0.0
-        cdef fnn_idx correct = 0
-        x = np.ascontiguousarray(x, dtype=self.dtype)
-        labels = np.ascontiguousarray(labels, dtype=np.int64)
-        if x.ndim != 2 or x.shape[1] != self.features or x.shape[0] < 1:
-            raise ValueError(f"fused step: x must have shape (N >= 1, {self.features}), got {x.shape}")
-        n = x.shape[0]
-        if labels.shape != (n,):
-            raise ValueError(f"fused step: labels must have shape ({n},), got {labels.shape}")
-        cdef const int64_t[::1] lab = labels
-        for i in range(n):
-            if lab[i] < 0 or lab[i] >= self.classes:
-                raise ValueError(f"fused step: labels must lie in [0, {self.classes}), got {lab[i]}")
-
-        o = self.optimizer
-        opt.kind = FNN_OPT_ADAM if self.adam else FNN_OPT_SGD
-        opt.lr = o.lr
-        opt.weight_decay = o.weight_decay
-        if self.adam:
-            opt.beta1, opt.beta2, opt.eps, opt.decoupled = o.beta1, o.beta2, o.eps, o.decoupled
-            opt.momentum, opt.nesterov = 0.0, 0
-        else:
-            opt.momentum, opt.nesterov = o.momentum, o.nesterov
-            opt.beta1 = opt.beta2 = opt.eps = 0.0
-            opt.decoupled = 0
-
-        keep = [x, labels]   # every array C will touch stays referenced during the call
-        bufs = self._buffers(n)
-        for l in range(self.nlayers):
-            L = &self.layers[l]
-            rows, cols = L.in_, L.out
-            w, b = self.params[l]
-            wv, wg, bv, bg = w.value, w.gradient, b.value, b.gradient
-            keep += (wv, wg, bv, bg)
-            L.w = _param(wv, self.type_num, rows, cols, "weight")
-            L.gw = _param(wg, self.type_num, rows, cols, "weight gradient")
-            L.b = _param(bv, self.type_num, -1, cols, "bias")
-            L.gb = _param(bg, self.type_num, -1, cols, "bias gradient")
-            L.w_s1 = L.b_s1 = L.w_s2 = L.b_s2 = NULL
-            if self.adam:
-                (wm, wv2), (bm, bv2) = o.moments(w), o.moments(b)
-                keep += (wm, wv2, bm, bv2)
-                L.w_s1 = _param(wm, self.type_num, rows, cols, "Adam m")
-                L.w_s2 = _param(wv2, self.type_num, rows, cols, "Adam v")
-                L.b_s1 = _param(bm, self.type_num, -1, cols, "Adam m")
-                L.b_s2 = _param(bv2, self.type_num, -1, cols, "Adam v")
-            elif opt.momentum != 0:
-                ws, bs = o.velocity(w), o.velocity(b)
-                keep += (ws, bs)
-                L.w_s1 = _param(ws, self.type_num, rows, cols, "velocity")
-                L.b_s1 = _param(bs, self.type_num, -1, cols, "velocity")
+    lr, momentum, weight_decay, nesterov, beta1, beta2, eps, step, decoupled = hyper
+    opt.kind = FNN_OPT_ADAM if adam else FNN_OPT_SGD
+    opt.lr, opt.weight_decay = lr, weight_decay
+    if adam:
+        opt.beta1, opt.beta2, opt.eps, opt.decoupled, opt.step = beta1, beta2, eps, bool(decoupled), step
+        opt.momentum, opt.nesterov = 0.0, 0
+    else:
+        opt.momentum, opt.nesterov = momentum, bool(nesterov)
+        opt.beta1 = opt.beta2 = opt.eps = 0.0
+        opt.decoupled, opt.step = 0, 0
+    first_w, first_b, second_w, second_b = states
+    bufs = _step_buffers(dtype, n, tuple([w.shape[1] for w in weights]))
+    keep = [x, labels]   # every array C will touch stays referenced during the call
+    layers = <fnn_layer *>PyMem_Calloc(nlayers, sizeof(fnn_layer))
+    if layers == NULL:
+        raise MemoryError()
+    try:
+        rows = features
+        for l in range(nlayers):
+            L = &layers[l]
+            cols = weights[l].shape[1] if weights[l].ndim == 2 else -1
+            L.in_, L.out = rows, cols
+            L.act = _act_code(int(acts[l]))
+            L.alpha = float(slopes[l])
+            keep += (weights[l], biases[l], weight_grads[l], bias_grads[l])
+            L.w = _param(weights[l], type_num, rows, cols, "weights", l)
+            L.gw = _param(weight_grads[l], type_num, rows, cols, "weight_grads", l)
+            L.b = _param(biases[l], type_num, -1, cols, "biases", l)
+            L.gb = _param(bias_grads[l], type_num, -1, cols, "bias_grads", l)
+            keep += (first_w[l], first_b[l], second_w[l], second_b[l])
+            L.w_s1 = _param(first_w[l], type_num, rows, cols, "states[0]", l)
+            L.b_s1 = _param(first_b[l], type_num, -1, cols, "states[1]", l)
+            L.w_s2 = _param(second_w[l], type_num, rows, cols, "states[2]", l) if adam else NULL
+            L.b_s2 = _param(second_b[l], type_num, -1, cols, "states[3]", l) if adam else NULL
             y, dy = bufs[l]
             L.y = cnp.PyArray_DATA(<cnp.ndarray>y)
             L.dy = cnp.PyArray_DATA(<cnp.ndarray>dy)
-
-        if self.adam:
-            o.step_count += 1
-            opt.step = o.step_count
-        else:
-            opt.step = 0
-        cdef const void *xp = cnp.PyArray_DATA(<cnp.ndarray>x)
+            rows = cols
+        xp = cnp.PyArray_DATA(<cnp.ndarray>x)
         with nogil:
-            rc = fnn_mlp_train_step(self.dt, self.nlayers, self.layers, n, xp, &lab[0], &opt,
-                                    &loss, &correct)
-        if rc:  # unreachable after the label check above; kept as a guard
-            raise ValueError("fused step: a label is out of range")
-        return loss, int(correct)
+            rc = fnn_mlp_train_step(dt, nlayers, layers, n, xp, &lab[0], &opt, &loss, &correct)
+    finally:
+        PyMem_Free(layers)
+    if rc:  # unreachable after the label check above; kept as a guard
+        raise ValueError("mlp_train_step: a label is out of range")
+    return loss, int(correct)
