@@ -641,50 +641,10 @@ def penalty_grad(w, g, l1, l2):
 
 def _exercise(dtype):
     """Run every kernel of the contract once for ``dtype`` (compiles them on a GPU)."""
-    rng = np.random.default_rng(0)
-
-    def dev(*shape, low=-1.0, high=1.0):
-        return asarray(rng.uniform(low, high, shape).astype(dtype))
-
-    x, w, b, out = dev(3, 4), dev(4, 2), dev(2), empty((3, 2), dtype)
-    labels = asarray(np.array([0, 1, 1], np.int64))
-    gemm(x, w, out)
-    for activation in contract.ACTIVATIONS:
-        dense_forward(x, w, b, out, activation, 0.1)
-        dense_backward(x, w, out, dev(3, 2), empty((3, 2), dtype), empty((3, 4), dtype),
-                       empty((4, 2), dtype), empty(2, dtype), activation, 0.1)
-    for forward, backward, extra in ((relu_forward, relu_backward, ()),
-                                     (leaky_relu_forward, leaky_relu_backward, (0.1,)),
-                                     (sigmoid_forward, sigmoid_backward, ()),
-                                     (tanh_forward, tanh_backward, ())):
-        forward(x, empty((3, 4), dtype), *extra)
-        backward(x, x, empty((3, 4), dtype), *extra)
-    probs = empty((3, 2), dtype)
-    softmax_forward(out, probs)
-    softmax_backward(probs, out, empty((3, 2), dtype))
-    softmax_cross_entropy_forward(out, labels, probs)
-    softmax_cross_entropy_backward(probs, labels, empty((3, 2), dtype))
-    count_correct(out, labels)
-    for forward, backward in ((mse_forward, mse_backward),
-                              (bce_with_logits_forward, bce_with_logits_backward)):
-        forward(out, probs)
-        backward(out, probs, empty((3, 2), dtype))
-    dropout_forward(x, x, empty((3, 4), dtype))
-    dropout_backward(x, x, empty((3, 4), dtype))
-    add(x, x, empty((3, 4), dtype))
-    gamma, beta, rm, rv = dev(4), dev(4), dev(4), dev(4, low=0.5, high=1.5)
-    xhat, invstd = empty((3, 4), dtype), empty(4, dtype)
-    batchnorm_forward(x, gamma, beta, empty((3, 4), dtype), xhat, invstd, rm, rv, 0.1, 1e-5)
-    batchnorm_inference(x, gamma, beta, rm, rv, 1e-5, empty((3, 4), dtype))
-    batchnorm_backward(xhat, gamma, invstd, x, empty((3, 4), dtype), empty(4, dtype),
-                       empty(4, dtype))
-    p, g = dev(3, 4), dev(3, 4)
-    sgd_update(p, g, zeros((3, 4), dtype), 0.1, 0.9, 1e-4, True)
-    adam_update(p, g, zeros((3, 4), dtype), zeros((3, 4), dtype), 1e-3, 0.9, 0.999, 1e-8,
-                1e-4, 1, True)
-    sum_squares(p)
-    abs_sum(p)
-    scale_(p, 0.5)
-    penalty_grad(p, g, 1e-4, 1e-4)
+    from .examples import example_calls
+    kernels = globals()
+    for name, args in example_calls(dtype):
+        kernels[name](*[asarray(a) if isinstance(a, np.ndarray) else a for a in args])
+    x, labels = asarray(np.ones((3, 4), dtype)), asarray(np.array([0, 1, 1], np.int64))
     take_rows(x, np.array([2, 0]))
     take_rows(labels, np.array([2, 0]))
