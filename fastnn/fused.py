@@ -71,9 +71,9 @@ def plan_mlp(model, loss, optimizer):
 class FusedMLPStep:
     """``step(x, labels) -> (mean loss, number correct)``: one compiled training step.
 
-    x: (N, in_features) in the model's dtype; labels: (N,) int64 class indices. The
-    gradients must be zero (``optimizer.zero_grad()``) before each call: the step
-    overwrites them with this batch's."""
+    x: (N, in_features) in the model's dtype; labels: (N,) int64 class indices. Each
+    call replaces the gradients with this batch's (as ``zero_grad()`` and one backward
+    would), so it needs no ``zero_grad()`` before it."""
 
     def __init__(self, kernel, plan, optimizer):
         self.kernel, self.plan, self.optimizer = kernel, plan, optimizer
@@ -88,7 +88,7 @@ class FusedMLPStep:
         objects while every array stays the same (the kernel's check then costs nothing;
         the optimizer's state lookup costs more than a small step)."""
         values = [p.value for p in self.params]
-        grads = [p.grad_for_overwrite() for p in self.params]
+        grads = [p.grad_to_replace() for p in self.params]
         cached = self._cached
         if cached is None or not (all(map(operator.is_, values, cached[0]))
                                   and all(map(operator.is_, grads, cached[1]))):
@@ -117,7 +117,8 @@ class FusedMLPStep:
         return (opt.lr, opt.momentum, opt.weight_decay, opt.nesterov, 0.0, 0.0, 0.0, 0, False)
 
     def __call__(self, x, labels):
-        x = np.ascontiguousarray(x, self.dtype)
+        if type(x) is not np.ndarray or x.dtype != self.dtype:
+            x = np.ascontiguousarray(x, self.dtype)
         opt = self.optimizer
         weights, biases, weight_grads, bias_grads, states = self._arrays()
         if self.plan.adam:

@@ -120,6 +120,13 @@ class Parameter:
         self._grad_zero = False
         return self._grad
 
+    def grad_to_replace(self):
+        """``zero_grad()`` then ``grad_for_overwrite()`` in one call: the gradient array,
+        for a caller that replaces the whole gradient with one new step's (a fused
+        training step; what accumulated before is dropped, as zero_grad would)."""
+        self._grad_zero = False
+        return self._grad
+
     # --- shape and values --------------------------------------------------------
     @property
     def shape(self):

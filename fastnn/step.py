@@ -38,9 +38,9 @@ class TrainStep:
         return self._fused is not None
 
     def __call__(self, x, target):
-        self.optimizer.zero_grad()
         if self._fused is not None:
-            return self._fused(x, target)
+            return self._fused(x, target)       # replaces the gradients: no zero_grad needed
+        self.optimizer.zero_grad()
         model, loss = self.model, self.loss
         out = model._forward(x)
         value = loss.forward(out, target)

@@ -242,14 +242,12 @@ class _Batches:
 
     def epoch(self):
         """Yields (x, target) per step."""
-        n = len(self.X)
+        n, size, X, targets = len(self.X), self.batch_size, self.X, self.targets
         order = self.rng.permutation(n) if self.shuffle else np.arange(n)
-        for start in range(0, n, self.batch_size):
-            idx = order[start:start + self.batch_size]
-            if self.bk.on_device:
-                yield self.bk.take_rows(self.X, idx), self.bk.take_rows(self.targets, idx)
-            else:
-                yield self.X[idx], self.targets[idx]
+        take = self.bk.take_rows if self.bk.on_device else None
+        for start in range(0, n, size):
+            idx = order[start:start + size]
+            yield (X[idx], targets[idx]) if take is None else (take(X, idx), take(targets, idx))
 
 
 def _train_epoch(step, batches, epoch, classifier):

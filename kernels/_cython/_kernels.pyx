@@ -510,43 +510,72 @@ cdef list _step_buffers(object dtype, Py_ssize_t n, tuple widths):
     return bufs
 
 
+cdef enum:
+    MAX_FUSED_LAYERS = 16   # layers described on the stack; deeper MLPs allocate
+
+
+cdef inline bint _is_c_array(object a, int type_num):
+    return (cnp.PyArray_Check(a) and cnp.PyArray_TYPE(<cnp.ndarray>a) == type_num
+            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a))
+
+
 def mlp_train_step(x, labels, weights, biases, weight_grads, bias_grads, states, acts, slopes,
                    bint adam, tuple hyper):
     """One training step of a stack of Dense layers (activations fused) with softmax
     cross-entropy and SGD or Adam/AdamW, in one call that releases the GIL (the
     ``mlp_train_step`` kernel of ``fused_contract.py``). Every array is checked again
     here with C-level reads of its header, so a raw call cannot make C read out of
-    bounds."""
-    cdef int nlayers = len(weights)
+    bounds. A small model's step takes tens of microseconds, so the Python-level work
+    here is kept to attribute-free C reads."""
+    # tuples: the arrays stay referenced (and in place) while C runs without the GIL
+    weights, biases, weight_grads, bias_grads = tuple(weights), tuple(biases), tuple(weight_grads), tuple(bias_grads)
+    cdef Py_ssize_t nlayers = len(weights)
     cdef Py_ssize_t n, i, rows, cols, features, classes
     cdef int l, rc
     cdef fnn_layer *L
-    cdef fnn_layer *layers
+    cdef fnn_layer stack_layers[MAX_FUSED_LAYERS]
+    cdef fnn_layer *layers = stack_layers
     cdef fnn_optimizer opt
     cdef double loss = 0.0
     cdef fnn_idx correct = 0
     cdef const void *xp
-    if nlayers < 1 or len(states) != 4 or len(acts) != nlayers or len(slopes) != nlayers:
-        raise ValueError("mlp_train_step: need one weight, bias, activation and slope per layer "
-                         "and states = (first_w, first_b, second_w, second_b)")
-    dtype = weights[0].dtype
-    if dtype != np.float32 and dtype != np.float64:
-        raise ValueError(f"mlp_train_step: float32 or float64 weights expected, got {dtype}")
-    cdef int dt = FNN_F64 if dtype == np.float64 else FNN_F32
-    cdef int type_num = cnp.NPY_FLOAT64 if dt == FNN_F64 else cnp.NPY_FLOAT32
-    x = np.ascontiguousarray(x, dtype=dtype)
-    labels = np.ascontiguousarray(labels, dtype=np.int64)
-    features = weights[0].shape[0]
-    if x.ndim != 2 or x.shape[1] != features or x.shape[0] < 1:
+    states = tuple(states)
+    if (nlayers < 1 or len(states) != 4 or len(acts) != nlayers or len(slopes) != nlayers
+            or len(biases) != nlayers or len(weight_grads) != nlayers or len(bias_grads) != nlayers):
+        raise ValueError("mlp_train_step: need one weight, bias, gradient, activation and slope per "
+                         "layer and states = (first_w, first_b, second_w, second_b)")
+    first_w, first_b, second_w, second_b = [tuple(group) for group in states]
+    if not (len(first_w) == len(first_b) == len(second_w) == len(second_b) == nlayers):
+        raise ValueError("mlp_train_step: need one optimizer state array per layer")
+    w0 = weights[0]
+    if not cnp.PyArray_Check(w0) or cnp.PyArray_NDIM(<cnp.ndarray>w0) != 2:
+        raise ValueError("mlp_train_step: weights[0] must be a 2-D array")
+    cdef int type_num = cnp.PyArray_TYPE(<cnp.ndarray>w0)
+    if type_num != cnp.NPY_FLOAT32 and type_num != cnp.NPY_FLOAT64:
+        raise ValueError(f"mlp_train_step: float32 or float64 weights expected, got {w0.dtype}")
+    cdef int dt = FNN_F64 if type_num == cnp.NPY_FLOAT64 else FNN_F32
+    dtype = w0.dtype
+    if not _is_c_array(x, type_num):
+        x = np.ascontiguousarray(x, dtype=dtype)
+    if not _is_c_array(labels, cnp.NPY_INT64):
+        labels = np.ascontiguousarray(labels, dtype=np.int64)
+    features = cnp.PyArray_DIMS(<cnp.ndarray>w0)[0]
+    if (cnp.PyArray_NDIM(<cnp.ndarray>x) != 2 or cnp.PyArray_DIMS(<cnp.ndarray>x)[1] != features
+            or cnp.PyArray_DIMS(<cnp.ndarray>x)[0] < 1):
         raise ValueError(f"mlp_train_step: x must have shape (N >= 1, {features}), got {x.shape}")
-    n = x.shape[0]
-    if labels.shape != (n,):
+    n = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
+    if cnp.PyArray_NDIM(<cnp.ndarray>labels) != 1 or cnp.PyArray_DIMS(<cnp.ndarray>labels)[0] != n:
         raise ValueError(f"mlp_train_step: labels must have shape ({n},), got {labels.shape}")
-    classes = weights[nlayers - 1].shape[1]
+    last = weights[nlayers - 1]
+    if not cnp.PyArray_Check(last) or cnp.PyArray_NDIM(<cnp.ndarray>last) != 2:
+        raise ValueError(f"mlp_train_step: weights[{nlayers - 1}] must be a 2-D array")
+    classes = cnp.PyArray_DIMS(<cnp.ndarray>last)[1]
     cdef const int64_t[::1] lab = labels
     for i in range(n):
         if lab[i] < 0 or lab[i] >= classes:
             raise ValueError(f"mlp_train_step: labels must lie in [0, {classes}), got {lab[i]}")
+    cdef const int64_t[::1] codes = np.ascontiguousarray(acts, dtype=np.int64)
+    cdef const double[::1] alphas = np.ascontiguousarray(slopes, dtype=np.float64)
 
     lr, momentum, weight_decay, nesterov, beta1, beta2, eps, step, decoupled = hyper
     opt.kind = FNN_OPT_ADAM if adam else FNN_OPT_SGD
@@ -558,39 +587,41 @@ def mlp_train_step(x, labels, weights, biases, weight_grads, bias_grads, states,
         opt.momentum, opt.nesterov = momentum, bool(nesterov)
         opt.beta1 = opt.beta2 = opt.eps = 0.0
         opt.decoupled, opt.step = 0, 0
-    first_w, first_b, second_w, second_b = states
-    bufs = _step_buffers(dtype, n, tuple([w.shape[1] for w in weights]))
-    keep = [x, labels]   # every array C will touch stays referenced during the call
-    layers = <fnn_layer *>PyMem_Calloc(nlayers, sizeof(fnn_layer))
-    if layers == NULL:
-        raise MemoryError()
+    if nlayers > MAX_FUSED_LAYERS:
+        layers = <fnn_layer *>PyMem_Calloc(nlayers, sizeof(fnn_layer))
+        if layers == NULL:
+            raise MemoryError()
     try:
+        widths = []
         rows = features
         for l in range(nlayers):
             L = &layers[l]
-            cols = weights[l].shape[1] if weights[l].ndim == 2 else -1
+            w = weights[l]
+            cols = cnp.PyArray_DIMS(<cnp.ndarray>w)[1] if cnp.PyArray_Check(w) and cnp.PyArray_NDIM(<cnp.ndarray>w) == 2 else -1
+            widths.append(cols)
             L.in_, L.out = rows, cols
-            L.act = _act_code(int(acts[l]))
-            L.alpha = float(slopes[l])
-            keep += (weights[l], biases[l], weight_grads[l], bias_grads[l])
-            L.w = _param(weights[l], type_num, rows, cols, "weights", l)
+            L.act = _act_code(codes[l])
+            L.alpha = alphas[l]
+            L.w = _param(w, type_num, rows, cols, "weights", l)
             L.gw = _param(weight_grads[l], type_num, rows, cols, "weight_grads", l)
             L.b = _param(biases[l], type_num, -1, cols, "biases", l)
             L.gb = _param(bias_grads[l], type_num, -1, cols, "bias_grads", l)
-            keep += (first_w[l], first_b[l], second_w[l], second_b[l])
             L.w_s1 = _param(first_w[l], type_num, rows, cols, "states[0]", l)
             L.b_s1 = _param(first_b[l], type_num, -1, cols, "states[1]", l)
             L.w_s2 = _param(second_w[l], type_num, rows, cols, "states[2]", l) if adam else NULL
             L.b_s2 = _param(second_b[l], type_num, -1, cols, "states[3]", l) if adam else NULL
-            y, dy = bufs[l]
-            L.y = cnp.PyArray_DATA(<cnp.ndarray>y)
-            L.dy = cnp.PyArray_DATA(<cnp.ndarray>dy)
             rows = cols
+        bufs = _step_buffers(dtype, n, tuple(widths))
+        for l in range(nlayers):
+            y, dy = bufs[l]
+            layers[l].y = cnp.PyArray_DATA(<cnp.ndarray>y)
+            layers[l].dy = cnp.PyArray_DATA(<cnp.ndarray>dy)
         xp = cnp.PyArray_DATA(<cnp.ndarray>x)
         with nogil:
-            rc = fnn_mlp_train_step(dt, nlayers, layers, n, xp, &lab[0], &opt, &loss, &correct)
+            rc = fnn_mlp_train_step(dt, <int>nlayers, layers, n, xp, &lab[0], &opt, &loss, &correct)
     finally:
-        PyMem_Free(layers)
+        if layers != stack_layers:
+            PyMem_Free(layers)
     if rc:  # unreachable after the label check above; kept as a guard
         raise ValueError("mlp_train_step: a label is out of range")
     return loss, int(correct)
