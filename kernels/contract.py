@@ -7,7 +7,11 @@ defines each function below with exactly this signature. The rules:
   ...) and allocate nothing the caller can see; functions that produce a scalar
   return a Python ``float`` / ``int``.
 * All floating arrays of one call share one dtype: ``float32`` or ``float64``.
-  Integer class labels are ``int64`` arrays.
+  Integer class labels are ``int64`` arrays. Their range [0, C) is checked by each
+  backend's kernel before it reads a row by label (a ValueError naming the kernel), not
+  here: a step would otherwise scan its labels once per kernel (``FASTNN_DEBUG_CHECKS=1``
+  scans here too). ``count_correct`` reads no row by label: one outside [0, C) counts as
+  wrong.
 * **Inputs** may have any strides (non-contiguous views, Fortran order).
   **Outputs** are C-contiguous arrays owned by the caller.
 * **No output overlaps another argument** in memory (a kernel reads its inputs while

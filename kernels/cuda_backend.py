@@ -492,8 +492,8 @@ def _raise_for_bad_row(kernel, flag, labels, classes):
     row = int(flag[0])
     if row >= 0:
         value = int(to_host(labels[row:row + 1])[0])
-        raise ValueError(f"{kernel}: label {value} at row {row} is outside [0, {classes}) "
-                         f"(device labels are checked by the kernel that reads them)")
+        raise ValueError(f"{kernel}: labels must lie in [0, {classes}), got {value} at row {row} "
+                         "(checked by the kernel that reads them)")
 
 
 def softmax_cross_entropy_forward(logits, labels, probs):

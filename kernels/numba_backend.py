@@ -231,12 +231,23 @@ def softmax_backward(y, dy, dx):
     _k.softmax_backward(_c(y), _c(dy), dx, _pieces(dx.size))
 
 
+def _labels(kernel, labels, classes):
+    """C-contiguous labels, every one in [0, classes) (the kernels index rows with them)."""
+    labels = _c(labels)
+    bad = _k.first_bad_label(labels, classes)
+    if bad >= 0:
+        raise ValueError(f"{kernel}: labels must lie in [0, {classes}), got {labels[bad]} at row {bad}")
+    return labels
+
+
 def softmax_cross_entropy_forward(logits, labels, probs):
-    return float(_k.softmax_cross_entropy_forward(_c(logits), _c(labels), probs, _pieces(probs.size)))
+    labels = _labels("softmax_cross_entropy_forward", labels, logits.shape[1])
+    return float(_k.softmax_cross_entropy_forward(_c(logits), labels, probs, _pieces(probs.size)))
 
 
 def softmax_cross_entropy_backward(probs, labels, dlogits):
-    _k.softmax_cross_entropy_backward(_c(probs), _c(labels), dlogits)
+    labels = _labels("softmax_cross_entropy_backward", labels, probs.shape[1])
+    _k.softmax_cross_entropy_backward(_c(probs), labels, dlogits)
 
 
 def mse_forward(y, t):

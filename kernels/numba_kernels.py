@@ -192,6 +192,16 @@ def softmax_backward(y, dy, dx, count):
 
 
 @njit(cache=True)
+def first_bad_label(labels, classes):
+    """Index of the first label outside [0, classes), or -1: the kernels that read a row
+    by its label call it first (the contract checks labels' dtype and shape only)."""
+    for i in range(labels.shape[0]):
+        if labels[i] < 0 or labels[i] >= classes:
+            return i
+    return -1
+
+
+@njit(cache=True)
 def _sce_rows(logits, labels, probs, lo, hi):
     """Softmax of rows [lo, hi) into probs; returns the sum of their losses (float64)."""
     total = 0.0

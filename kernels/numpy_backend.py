@@ -113,7 +113,15 @@ def softmax_backward(y, dy, dx):
     np.multiply(y, dy - (dy * y).sum(axis=1, keepdims=True), out=dx)
 
 
+def _check_labels(kernel, labels, classes):
+    # fancy indexing would wrap a negative label round to the last class
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        bad = int(np.flatnonzero((labels < 0) | (labels >= classes))[0])
+        raise ValueError(f"{kernel}: labels must lie in [0, {classes}), got {labels[bad]} at row {bad}")
+
+
 def softmax_cross_entropy_forward(logits, labels, probs):
+    _check_labels("softmax_cross_entropy_forward", labels, logits.shape[1])
     # max, z and the probabilities in the logits' dtype; row sums, their log and each
     # row's loss in float64 (the contract's rule for reductions)
     top = logits.max(axis=1, keepdims=True)
@@ -126,6 +134,7 @@ def softmax_cross_entropy_forward(logits, labels, probs):
 
 
 def softmax_cross_entropy_backward(probs, labels, dlogits):
+    _check_labels("softmax_cross_entropy_backward", labels, probs.shape[1])
     n = probs.shape[0]
     dlogits[...] = probs
     dlogits[np.arange(n), labels] -= 1

@@ -180,7 +180,14 @@ def softmax_backward(y, dy, dx):
     dx[...] = result
 
 
+def _check_labels(kernel, labels, classes):
+    for row, label in enumerate(labels.tolist()):   # list indexing would wrap a negative label
+        if not 0 <= label < classes:
+            raise ValueError(f"{kernel}: labels must lie in [0, {classes}), got {label} at row {row}")
+
+
 def softmax_cross_entropy_forward(logits, labels, probs):
+    _check_labels("softmax_cross_entropy_forward", labels, logits.shape[1])
     P, total = [], 0.0
     for row, label in zip(_rows(logits), labels.tolist()):
         p, m, s = _softmax_row(row)
@@ -191,6 +198,7 @@ def softmax_cross_entropy_forward(logits, labels, probs):
 
 
 def softmax_cross_entropy_backward(probs, labels, dlogits):
+    _check_labels("softmax_cross_entropy_backward", labels, probs.shape[1])
     P, n = _rows(probs), probs.shape[0]
     for row, label in zip(P, labels.tolist()):
         row[label] -= 1.0

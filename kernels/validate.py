@@ -8,6 +8,7 @@ shapes, layouts, values and overlapping memory raise :class:`ContractError` (a
 """
 
 import numbers
+import os
 
 import numpy as np
 
@@ -86,15 +87,21 @@ def rows_and_columns(kernel, name, a, min_rows=0):
     return n, c
 
 
+# FASTNN_DEBUG_CHECKS=1: also scan class labels here. By default the range of labels is
+# checked by the kernels that index rows with them (each backend, before it reads a row),
+# so a training step scans its labels once, in compiled code, not once per kernel in Python.
+DEBUG_CHECKS = os.environ.get("FASTNN_DEBUG_CHECKS", "0") not in ("", "0")
+
+
 def labels(kernel, labels, n, classes):
-    """int64 class labels of shape (n,) in [0, classes) (host labels are range-checked here;
-    device labels by the GPU kernels that read them)."""
+    """int64 class labels of shape (n,); their range [0, classes) is checked by the kernel
+    itself (and here too with FASTNN_DEBUG_CHECKS=1)."""
     if not is_array(labels) or labels.dtype != np.int64:
         raise TypeError(f"{kernel}: labels must be an int64 numpy array, got "
                         f"{getattr(labels, 'dtype', type(labels).__name__)}")
     if tuple(labels.shape) != (n,):
         fail(kernel, f"labels has shape {tuple(labels.shape)}, expected ({n},)")
-    if n and isinstance(labels, np.ndarray) and (labels.min() < 0 or labels.max() >= classes):
+    if DEBUG_CHECKS and n and isinstance(labels, np.ndarray) and (labels.min() < 0 or labels.max() >= classes):
         fail(kernel, f"labels must lie in [0, {classes}), got range [{labels.min()}, {labels.max()}]")
 
 
