@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.fastnn-installed
 # Reinstall when the packaging or the compiled sources change.
 BUILD_INPUTS := pyproject.toml setup.py $(wildcard kernels/_cython/*.pyx kernels/_cython/*.pxd kernels/_cython/*.c kernels/_cython/*.h)
 
-.PHONY: install test test-cuda-sim sanitize demo clean distclean
+.PHONY: install test test-cuda-sim test-browser browser sanitize demo clean distclean
 
 install: $(STAMP)
 
@@ -16,11 +16,29 @@ $(STAMP): $(BUILD_INPUTS)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: install
+test: install browser
 	$(PY) -m pytest
 	$(MAKE) test-cuda-sim
 	PYTHON=$(PY) bash benchmarks/ci_check.sh
 
+
+# The browser tests (tests/test_browser.py, the visualiser check in tests/test_teach.py) drive
+# Debian's chromium with Playwright. `browser` installs it where it is missing and we are root
+# on Debian; elsewhere it says why those tests will be skipped. Screenshots: see test_browser.py.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && [ -f /etc/debian_version ] && command -v apt-get >/dev/null; then \
+	  echo "browser tests: installing Debian's chromium (apt-get install -y chromium, about a minute)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  echo "browser tests: installing chromium failed; they will be skipped"; \
+	else \
+	  echo "browser tests: no $(CHROMIUM), and installing it needs root on Debian; they will be skipped" \
+	       "(install chromium, then: make test-browser)"; \
+	fi
+
+test-browser: install browser
+	$(PY) -m pytest -q -rs tests/test_browser.py tests/test_teach.py::test_html_page_slider_works_in_headless_chromium
 
 # The CUDA kernels under numba's simulator: a separate interpreter, because the
 # variable must be set before numba is first imported. Tiny shapes only.

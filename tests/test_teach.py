@@ -264,7 +264,8 @@ def test_visualize_cli(tmp_path, capsys):
 
 
 @pytest.mark.skipif(shutil.which(os.environ.get("CHROMIUM", "chromium")) is None,
-                    reason="needs chromium on PATH (fastnn/teach/check_html.sh documents the check)")
+                    reason="needs chromium on PATH: `make test` installs it when run as root on Debian; "
+                           "elsewhere install it and run `make test-browser` (fastnn/teach/check_html.sh)")
 def test_html_page_slider_works_in_headless_chromium(tmp_path):
     script = os.path.join(os.path.dirname(teach.__file__), "check_html.sh")
     result = subprocess.run(["sh", script, str(tmp_path)], capture_output=True, text=True, timeout=300,

@@ -1,4 +1,5 @@
-"""Command-line wiring: ``fastnn neuron``, ``fastnn visualize`` and ``fastnn study``.
+"""Command-line wiring: ``fastnn neuron``, ``fastnn playground``, ``fastnn visualize``,
+``fastnn serve`` and ``fastnn study``.
 
 ``fastnn.cli`` calls :func:`add_commands` with its argparse sub-parsers.
 """
@@ -10,9 +11,11 @@ __all__ = ["add_commands", "main"]
 
 
 def add_commands(subparsers):
-    """Add the ``neuron``, ``visualize`` and ``study`` sub-commands."""
+    """Add the ``neuron``, ``playground``, ``visualize``, ``serve`` and ``study`` sub-commands."""
     _add_neuron(subparsers)
+    _add_playground(subparsers)
     _add_visualize(subparsers)
+    _add_serve(subparsers)
     _add_study(subparsers)
 
 
@@ -68,6 +71,56 @@ def cmd_neuron(args):
     print(neuron(args.inputs, args.weights, args.bias, args.activation, args.target, args.lr, backend,
                  args.decimals))
     return 0
+
+
+# --- playground, serve ---------------------------------------------------------------------------
+
+def _add_playground(sub):
+    from ..cli import non_negative_int, positive_int
+    from .playground import NETWORK_HIDDEN, NETWORK_SEED
+    p = sub.add_parser("playground", help="write the Neuron Playground: an interactive page, works offline",
+                       description="Write a self-contained HTML page (no network access) with sliders for a "
+                       "neuron's inputs, weights, bias and activation, and a hidden-layer mode with the decision "
+                       "map of a small two-layer network. Open it from disk or with fastnn serve.")
+    p.add_argument("--out", default=os.path.join("fastnn-out", "playground"), help="folder for playground.html")
+    p.add_argument("--hidden", type=positive_int, default=NETWORK_HIDDEN,
+                   help=f"hidden units of the two-layer network (default {NETWORK_HIDDEN})")
+    p.add_argument("--seed", type=non_negative_int, default=NETWORK_SEED,
+                   help=f"seed of that network's weights (default {NETWORK_SEED})")
+    p.set_defaults(func=cmd_playground)
+
+
+def cmd_playground(args):
+    from ..cli import writable_folder
+    from .playground import write_playground
+    writable_folder(args.out)
+    path = write_playground(args.out, args.hidden, args.seed)
+    print(f"page  {os.path.abspath(path)}")
+    print(f"open it in a browser from disk, or run: fastnn serve {args.out}")
+    return 0
+
+
+def _add_serve(sub):
+    p = sub.add_parser("serve", help="serve a folder of pages on http://127.0.0.1 (this computer only)",
+                       description="Serve DIR over HTTP with Python's http.server, bound to 127.0.0.1 only "
+                       "(never another interface). Prints the URL; Ctrl+C stops.")
+    p.add_argument("dir", nargs="?", default="fastnn-out", help="folder to serve (default fastnn-out)")
+    p.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.set_defaults(func=cmd_serve)
+
+
+def _port(text):
+    import argparse
+    from ..cli import non_negative_int
+    value = non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 65535, got {text!r}")
+    return value
+
+
+def cmd_serve(args):
+    from .serve import serve
+    return serve(args.dir, args.port)
 
 
 # --- visualize ----------------------------------------------------------------------------------
