@@ -3,13 +3,15 @@ GEMM variants (naive first, best last).
 
 Shapes: ``"n"`` is an n x n by n x n product; ``"MxKxN"`` an (M, K) by (K, N) product
 as a Dense layer computes it (batch x in x out): the digits MLP's first layer
-(32x64x64) and the MNIST-shaped MLP's two hidden layers.
+(32x64x64) and the MNIST-shaped MLP's two hidden layers; and two thin products (a dot
+product of 4e6 terms, one row of output), which take the dot/axpy path.
 """
 
 from .common import (BACKENDS, FASTNN_BACKENDS, PYTHON_MAX_FLOPS, THREADS, TORCH, Arrays, dims,
                      ladder_variants, optional, pick, randn, ratio, skip_python)
 
-SHAPES = pick(["64", "256", "512", "32x64x64", "128x784x256", "128x256x128"], ["64", "32x64x64"])
+SHAPES = pick(["64", "256", "512", "32x64x64", "128x784x256", "128x256x128", "1x4000000x1", "1x1024x1024"],
+              ["64", "32x64x64"])
 
 
 def gemm_call(backend, shape, variant=None):
