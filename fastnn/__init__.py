@@ -23,12 +23,12 @@ from .parameter import Parameter
 from .step import TrainStep
 from .training import Callback, EarlyStopping, History, evaluate, fit, predict
 
-from . import teach  # noqa: E402  (uses the names above)
+from . import distributed, teach  # noqa: E402  (use the names above)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "data", "kernels", "BackendUnavailable", "available_backends", "backend_status", "get_backend",
+    "data", "distributed", "kernels", "BackendUnavailable", "available_backends", "backend_status", "get_backend",
     "get_backend_name", "get_num_threads", "set_backend", "set_num_threads", "use_backend", "warmup",
     "gradcheck", "load", "save", "BatchNorm1d", "Dense", "Dropout", "Flatten", "Layer", "LeakyReLU",
     "ReLU", "Residual", "Sequential", "Sigmoid", "Softmax", "Standardize", "Tanh", "L1", "L2", "MSE",

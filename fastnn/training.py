@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 
+from .distributed import abort_on_error
 from .losses import BinaryCrossEntropy, MSE, SoftmaxCrossEntropy
 from .step import TrainStep
 
@@ -146,7 +147,7 @@ def _targets_for(loss, y, classes, dtype):
 
 def fit(model, loss, optimizer, X, y, epochs=10, batch_size=32, validation_data=None,
         validation_split=0.0, shuffle=True, seed=None, callbacks=(), verbose=1,
-        regularizers=(), clip_norm=None, fused=True):
+        regularizers=(), clip_norm=None, fused=True, distributed=False):
     """Train ``model`` on (X, y) with mini-batch gradient descent; returns a :class:`History`.
 
     Each epoch shuffles the training set (seeded by ``seed``, else the model's seed)
@@ -166,7 +167,21 @@ def fit(model, loss, optimizer, X, y, epochs=10, batch_size=32, validation_data=
 
     ``fused=True`` lets a backend run the whole step in one compiled call when it
     supports the model/loss/optimizer combination (numbers equal the generic path's).
+
+    ``distributed=True`` trains data-parallel over the MPI ranks of ``mpiexec -n R``
+    (mpi4py, ``pip install 'fastnn[mpi]'``; one rank without mpiexec): every rank runs
+    the same call on the same data; each global batch of ``batch_size`` rows is split
+    across the ranks and the gradients averaged, so the result equals one process's.
+    The fused step is not used; only rank 0 shows progress; an error on any rank ends
+    all of them. See :mod:`fastnn.distributed`.
     """
+    with abort_on_error(distributed):
+        return _fit(model, loss, optimizer, X, y, epochs, batch_size, validation_data, validation_split,
+                    shuffle, seed, callbacks, verbose, regularizers, clip_norm, fused, distributed)
+
+
+def _fit(model, loss, optimizer, X, y, epochs, batch_size, validation_data, validation_split,
+         shuffle, seed, callbacks, verbose, regularizers, clip_norm, fused, distributed):
     epochs = _positive_int(epochs, "epochs", "fit")
     batch_size = _positive_int(batch_size, "batch_size", "fit")
     X, y, validation_data = _split(model, X, y, validation_data, validation_split)
@@ -174,7 +189,8 @@ def fit(model, loss, optimizer, X, y, epochs=10, batch_size=32, validation_data=
     batches = _Batches(model, X, _targets_for(loss, y, _output_width(model, X), model.dtype),
                        batch_size, shuffle, seed if seed is not None else getattr(model, "seed", None))
     model.fit_loss_ = loss
-    step = TrainStep(model, loss, optimizer, regularizers, clip_norm, fused)
+    step, batches, validate, verbose = _stepper(model, loss, optimizer, batches, regularizers, clip_norm,
+                                                fused, verbose, distributed and (seed, epochs, batch_size, len(X)))
     history, callbacks = History(), list(callbacks)
     for cb in callbacks:
         if hasattr(cb, "on_train_begin"):
@@ -184,7 +200,7 @@ def fit(model, loss, optimizer, X, y, epochs=10, batch_size=32, validation_data=
         for epoch in range(epochs):
             logs = _train_epoch(step, batches, epoch, _is_classifier(loss))
             if validation_data is not None:
-                val = evaluate(model, *validation_data, loss=loss)
+                val = validate(model, *validation_data, loss=loss)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             logs["lr"] = optimizer.lr
             history.append(epoch, logs)
@@ -200,6 +216,19 @@ def fit(model, loss, optimizer, X, y, epochs=10, batch_size=32, validation_data=
         if hasattr(cb, "on_train_end"):
             cb.on_train_end(model, history)
     return history
+
+
+def _stepper(model, loss, optimizer, batches, regularizers, clip_norm, fused, verbose, distributed):
+    """(step, batches, evaluate, verbose) of one process, or of this MPI rank when
+    ``distributed`` holds the (seed, epochs, batch_size, rows) the ranks must agree on."""
+    if not distributed:
+        return TrainStep(model, loss, optimizer, regularizers, clip_norm, fused), batches, evaluate, verbose
+    from .distributed import DataParallel
+    seed, epochs, batch_size, rows = distributed
+    dp = DataParallel(model, optimizer, loss=loss, regularizers=regularizers, clip_norm=clip_norm, seed=seed,
+                      check={"epochs": epochs, "batch_size": batch_size, "rows": rows,
+                             "shuffle": batches.shuffle})
+    return dp, dp.batches(batches), dp.evaluate, verbose if dp.rank == 0 else 0
 
 
 def _split(model, X, y, validation_data, validation_split):
@@ -241,28 +270,30 @@ class _Batches:
             self.X, self.targets = self.bk.asarray(X), self.bk.asarray(np.ascontiguousarray(targets))
 
     def epoch(self):
-        """Yields (x, target) per step."""
+        """Yields (x, target, rows) per step."""
         n, size, X, targets = len(self.X), self.batch_size, self.X, self.targets
         order = self.rng.permutation(n) if self.shuffle else np.arange(n)
         take = self.bk.take_rows if self.bk.on_device else None
         for start in range(0, n, size):
             idx = order[start:start + size]
-            yield (X[idx], targets[idx]) if take is None else (take(X, idx), take(targets, idx))
+            yield (X[idx], targets[idx], len(idx)) if take is None else (take(X, idx), take(targets, idx), len(idx))
 
 
 def _train_epoch(step, batches, epoch, classifier):
-    """One pass over the batches; the epoch's mean loss (and accuracy)."""
+    """One pass over the batches; the epoch's mean loss (and accuracy). ``rows``: the
+    global batch's (distributed, ``x`` is this rank's shard and ``step`` returns the
+    global batch's loss)."""
     step.model.train()
     total_loss, total_correct, counted = 0.0, 0, 0
-    for number, (x, t) in enumerate(batches.epoch()):
+    for number, (x, t, rows) in enumerate(batches.epoch()):
         value, correct = step(x, t)
         if not math.isfinite(value):
             raise FloatingPointError(
                 f"fit: the loss became {value} at epoch {epoch + 1}, step {number + 1}: training "
                 f"diverged. Try a lower learning rate (now {step.optimizer.lr:g}), gradient "
                 "clipping (clip_norm=...) or standardised inputs.")
-        total_loss += value * len(x)
-        counted += len(x)
+        total_loss += value * rows
+        counted += rows
         total_correct += correct or 0
     logs = {"loss": total_loss / counted}
     if classifier:
