@@ -264,3 +264,30 @@ def test_hidden_layer_mode_redraws_the_map_and_linear_collapses(page, playground
     assert x[0] == 1.0 and float(page.get_attribute("body", "data-net-output")) == pytest.approx(net.output, abs=1e-9)
     page.uncheck("#hidden-mode")
     assert page.is_visible("#forward") and page.is_hidden("#map")
+
+
+# --- the training-loop visualiser page ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def visual_run(tmp_path_factory):
+    return fnn.teach.visualize("xor", hidden="8", lr="balanced", epochs=12, n=40, grid=16, checkpoints=4,
+                               out=str(tmp_path_factory.mktemp("visualize")), progress=False)
+
+
+def test_visualizer_slider_shows_the_engine_numbers(page, visual_run):
+    page.goto("file://" + os.path.abspath(visual_run.files["html"]) + "#cp=0")
+    for k, cp in enumerate(visual_run.checkpoints):
+        page.focus("#slider")
+        page.keyboard.press("Home")
+        for _ in range(k):   # the keyboard moves the slider one checkpoint at a time
+            page.keyboard.press("ArrowRight")
+        assert page.get_attribute("body", "data-checkpoint") == str(k)
+        assert page.inner_text("#epoch-label").startswith(f"epoch {cp.epoch} of {visual_run.epochs}")
+        loss, accuracy = re.fullmatch(r"loss (\S+) \u00b7 accuracy (\S+)%", page.inner_text("#stats")).groups()
+        assert abs(float(loss) - cp.loss) <= 5e-4 * cp.loss + 1e-6   # 4 significant digits
+        assert accuracy == f"{100 * cp.accuracy:.1f}"
+        shown = page.eval_on_selector_all("#samples tbody tr", "rows => rows.map(r => r.children[4].textContent)")
+        assert shown == [f"{round(float(p), 6):.3f}" for p in cp.probs]   # the page embeds 6 decimals
+        wrong = page.eval_on_selector_all("#samples tbody tr.wrong", "rows => rows.length")
+        assert wrong == int((~cp.correct).sum())
+        shot(page, f"visualizer_checkpoint_{k}")
