@@ -50,7 +50,7 @@ def train(distributed, m=None, **kw):
            else fnn.Adam(m.parameters(), lr=0.01))
     X, y = data()
     h = fnn.fit(m, fnn.SoftmaxCrossEntropy(), opt, X, y, epochs=3, batch_size=batch, seed=5,
-                verbose=0, distributed=distributed, validation_split=0.1, **kw)
+                verbose=kw.pop("verbose", 0), distributed=distributed, validation_split=0.1, **kw)
     return m, h
 
 def report(result):
@@ -69,6 +69,8 @@ if mode == "equal":
         result = {"max_diff": float(np.abs(ref_w - weights).max()), "rank_spread": spread,
                   "loss": h.loss, "ref_loss": hr.loss, "val_loss": h.val_loss, "ref_val_loss": hr.val_loss}
     report(result)
+elif mode == "verbose":
+    train(True, verbose=2)
 elif mode == "fail-callback":
     class Boom(fnn.Callback):
         def on_epoch_end(self, epoch, logs):
@@ -231,3 +233,10 @@ def test_dropout_masks_follow_the_documented_seed_rule(tmp_path):
     res = _result(output)
     assert res["draws"] == res["expected"]
     assert res["draws"][0] != res["draws"][1]
+
+
+@needs_mpi
+def test_only_rank_0_prints_progress(tmp_path):
+    status, output, _ = _run(tmp_path, 3, "verbose", "numpy", "float64", "sgd", "68", timeout=30)
+    assert status == 0, output[-3000:]
+    assert output.count("epoch 1/3 ") == 1 and output.count("epoch 3/3 ") == 1, output
