@@ -6,7 +6,9 @@
   output right after it is computed; ``dense_backward`` computes ``dz`` and ``db`` in
   one pass, then ``dW = x^T dz`` and ``dx = dz W^T`` with the transposes read by the
   packing code, never materialised.
-* Element-wise, row-wise and optimizer kernels are in ``numba_kernels``.
+* Element-wise, row-wise and optimizer kernels are in ``numba_kernels``; the tier-1
+  primitives (``unary``, ``binary``, reductions along an axis, row gather/scatter-add) in
+  ``numba_primitives``; ``gemm_batched`` runs the GEMM once per matrix.
 * Work above a size threshold is split over threads with ``prange``
   (``set_num_threads``); small layers stay on one thread.
 * ``mlp_train_step`` (``numba_train``) runs a Dense MLP's whole training step in one call.
@@ -31,6 +33,7 @@ try:
 
     from . import numba_gemm as _gemm
     from . import numba_kernels as _k
+    from . import numba_primitives as _p
     from . import numba_util as _u
     from .numba_gemm import GEMM_LADDER
     from .numba_train import mlp_train_step
@@ -330,3 +333,53 @@ def scale_(x, s):
 def penalty_grad(w, g, l1, l2):
     flat = g.reshape(-1)
     _k.elementwise(_k.PENALTY, _flat(w), flat, flat, _s(g, l1), _s(g, l2), _pieces(flat.size))
+
+
+# --- tier-1 primitives (kernels/primitives.py; compiled in numba_primitives) ---------------
+
+def unary(op, x, out):
+    flat = out.reshape(-1)
+    _p.unary(_p.UNARY_CODES[op], _flat(x), flat, _pieces(flat.size))
+
+
+def binary(op, a, b, out):
+    flat = out.reshape(-1)
+    _p.binary(_p.BINARY_CODES[op], _flat(a), _flat(b), flat, _pieces(flat.size))
+
+
+def _lines(x, axis):
+    """Pieces for a reduction: threads split rows (axis 1) or columns (axis 0, at least
+    16 columns each)."""
+    n, d = x.shape
+    return min(_pieces(x.size), max(1, n)) if axis == 1 else _columns(n, d)
+
+
+def reduce_sum(x, axis, out):
+    _p.reduce_sum(_c(x), int(axis), out, _lines(x, axis))
+
+
+def reduce_max(x, axis, out):
+    _p.reduce_max(_c(x), int(axis), out, _lines(x, axis))
+
+
+def _indices_checked(kernel, bad, indices, rows):
+    """Raise for the bad position a kernel returned (it wrote nothing then)."""
+    if bad >= 0:
+        raise ValueError(f"{kernel}: indices must lie in [0, {rows}), got {indices[bad]} at {bad}")
+
+
+def gather_rows(x, indices, out):
+    indices = _c(indices)
+    bad = _p.gather_rows(_c(x), indices, out, min(_pieces(out.size), max(1, out.shape[0])))
+    _indices_checked("gather_rows", bad, indices, x.shape[0])
+
+
+def scatter_add_rows(src, indices, out):
+    indices = _c(indices)
+    bad = _p.scatter_add_rows(_c(src), indices, out, _columns(*src.shape))
+    _indices_checked("scatter_add_rows", bad, indices, out.shape[0])
+
+
+def gemm_batched(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+    for i in range(out.shape[0]):           # each product threaded by the GEMM's own rule
+        _gemm.matmul(a[i], b[i], out[i], trans_a, trans_b, alpha, beta)
