@@ -5,8 +5,8 @@ The compiled module ``fastnn.kernels._cython._kernels`` (built by ``setup.py`` f
 GEMM with AVX-512 / AVX2+FMA / generic micro-kernels, OpenMP for anything big enough
 to be worth a thread. This module adapts it to the contract's signatures: element-wise
 kernels see flat C-contiguous views (inputs of other layouts are copied once here),
-GEMM and the dense layer take any strides as they are (a transpose is a swap of
-strides, never a copy).
+GEMM, batched GEMM and the dense layer take any strides as they are (a transpose is a
+swap of strides, never a copy).
 
 Environment:
 
@@ -324,6 +324,37 @@ def scale_(x, s):
 
 def penalty_grad(w, g, l1, l2):
     _k.penalty_grad(_flat(w), g.reshape(-1), float(l1), float(l2))
+
+
+# --- tier-1 primitives (kernels/primitives.py; C in _cython/prims.c) --------------------------------
+
+def unary(op, x, out):
+    _k.unary(_k.UNARY_CODES[op], _flat(x), out.reshape(-1))
+
+
+def binary(op, a, b, out):
+    _k.binary(_k.BINARY_CODES[op], _flat(a), _flat(b), out.reshape(-1))
+
+
+def reduce_sum(x, axis, out):
+    _k.reduce_sum(_c(x), int(axis), out)
+
+
+def reduce_max(x, axis, out):
+    _k.reduce_max(_c(x), int(axis), out)
+
+
+def gather_rows(x, indices, out):
+    _k.gather_rows(_c(x), _c(indices), out)
+
+
+def scatter_add_rows(src, indices, out):
+    _k.scatter_add_rows(_c(src), _c(indices), out)
+
+
+def gemm_batched(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+    _k.gemm_batched(_strided(a), _strided(b), out, bool(trans_a), bool(trans_b), float(alpha),
+                    float(beta))
 
 
 # --- whole-step fusion ------------------------------------------------------------------------------

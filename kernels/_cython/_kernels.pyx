@@ -466,6 +466,11 @@ def penalty_grad(const real[::1] w, real[::1] g, double l1, double l2):
         fnn_penalty_grad(dt, w.shape[0], &w[0], &g[0], l1, l2)
 
 
+# --- tier-1 primitives: unary, binary, reductions along an axis, rows by index, batched GEMM
+
+include "prims.pxi"
+
+
 # --- the fused training step ------------------------------------------------------------------------
 
 cdef void *_param(object arr, int type_num, Py_ssize_t rows, Py_ssize_t cols, str what,

@@ -93,6 +93,30 @@ double fnn_abs_sum(int dt, fnn_idx n, const void *x);
 void fnn_scale(int dt, fnn_idx n, void *x, double s);
 void fnn_penalty_grad(int dt, fnn_idx n, const void *w, void *g, double l1, double l2);
 
+/* --- tier-1 primitives (prims.c; kernels/primitives.py) -------------------------------
+ * Op codes in the order of primitives.py UNARY_OPS / BINARY_OPS. unary and binary work on
+ * flat arrays of n elements (out may be an input); reductions on an (n, d) array along
+ * `axis`. gather_rows / scatter_add_rows return -1, or the position of the first index
+ * outside [0, r) having written nothing. gemm_batched: fnn_gemm on `batch` matrices whose
+ * starts are bsa, bsb, bsc elements apart. */
+enum { FNN_U_COPY = 0, FNN_U_EXP = 1, FNN_U_LOG = 2, FNN_U_LOG1P = 3, FNN_U_SQRT = 4,
+       FNN_U_ABS = 5, FNN_U_NEG = 6, FNN_U_RECIPROCAL = 7, FNN_U_SQUARE = 8, FNN_U_SIGN = 9,
+       FNN_U_COUNT = 10 };
+enum { FNN_B_ADD = 0, FNN_B_SUB = 1, FNN_B_MUL = 2, FNN_B_DIV = 3, FNN_B_MAXIMUM = 4,
+       FNN_B_MINIMUM = 5, FNN_B_COUNT = 6 };
+void fnn_unary(int dt, int op, fnn_idx n, const void *x, void *out);
+void fnn_binary(int dt, int op, fnn_idx n, const void *a, const void *b, void *out);
+void fnn_reduce_sum(int dt, int axis, fnn_idx n, fnn_idx d, const void *x, void *out);
+void fnn_reduce_max(int dt, int axis, fnn_idx n, fnn_idx d, const void *x, void *out);
+fnn_idx fnn_gather_rows(int dt, fnn_idx r, fnn_idx d, const void *x, fnn_idx n,
+                        const int64_t *indices, void *out);
+fnn_idx fnn_scatter_add_rows(int dt, fnn_idx n, fnn_idx d, const void *src, const int64_t *indices,
+                             fnn_idx r, void *out);
+void fnn_gemm_batched(int dt, fnn_idx batch, fnn_idx m, fnn_idx n, fnn_idx k, double alpha,
+                      const void *a, fnn_idx bsa, fnn_idx rsa, fnn_idx csa,
+                      const void *b, fnn_idx bsb, fnn_idx rsb, fnn_idx csb,
+                      double beta, void *c, fnn_idx bsc, fnn_idx ldc);
+
 /* --- whole training step of an MLP (train.c) ------------------------------------------- */
 typedef struct {
     fnn_idx in, out;        /* w is (in, out), b is (out,) */

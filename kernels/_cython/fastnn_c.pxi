@@ -14,6 +14,9 @@ cdef extern from "fastnn_c.h" nogil:
         FNN_LINEAR, FNN_RELU, FNN_LEAKY_RELU, FNN_SIGMOID, FNN_TANH
         FNN_GEMM_NAIVE, FNN_GEMM_REORDER, FNN_GEMM_BLOCKED, FNN_GEMM_PACKED, FNN_GEMM_PARALLEL
         FNN_OPT_SGD, FNN_OPT_ADAM
+        FNN_U_COPY, FNN_U_EXP, FNN_U_LOG, FNN_U_LOG1P, FNN_U_SQRT, FNN_U_ABS, FNN_U_NEG
+        FNN_U_RECIPROCAL, FNN_U_SQUARE, FNN_U_SIGN, FNN_U_COUNT
+        FNN_B_ADD, FNN_B_SUB, FNN_B_MUL, FNN_B_DIV, FNN_B_MAXIMUM, FNN_B_MINIMUM, FNN_B_COUNT
 
     int fnn_cpu_supports(int simd)
     int fnn_simd_best()
@@ -72,6 +75,19 @@ cdef extern from "fastnn_c.h" nogil:
     double fnn_abs_sum(int dt, fnn_idx n, const void *x)
     void fnn_scale(int dt, fnn_idx n, void *x, double s)
     void fnn_penalty_grad(int dt, fnn_idx n, const void *w, void *g, double l1, double l2)
+
+    void fnn_unary(int dt, int op, fnn_idx n, const void *x, void *out)
+    void fnn_binary(int dt, int op, fnn_idx n, const void *a, const void *b, void *out)
+    void fnn_reduce_sum(int dt, int axis, fnn_idx n, fnn_idx d, const void *x, void *out)
+    void fnn_reduce_max(int dt, int axis, fnn_idx n, fnn_idx d, const void *x, void *out)
+    fnn_idx fnn_gather_rows(int dt, fnn_idx r, fnn_idx d, const void *x, fnn_idx n,
+                            const int64_t *indices, void *out)
+    fnn_idx fnn_scatter_add_rows(int dt, fnn_idx n, fnn_idx d, const void *src,
+                                 const int64_t *indices, fnn_idx r, void *out)
+    void fnn_gemm_batched(int dt, fnn_idx batch, fnn_idx m, fnn_idx n, fnn_idx k, double alpha,
+                          const void *a, fnn_idx bsa, fnn_idx rsa, fnn_idx csa,
+                          const void *b, fnn_idx bsb, fnn_idx rsb, fnn_idx csb,
+                          double beta, void *c, fnn_idx bsc, fnn_idx ldc)
 
     ctypedef struct fnn_layer:
         fnn_idx in_ "in"
