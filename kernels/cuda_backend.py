@@ -9,8 +9,9 @@ shows the user; a training step then moves nothing but the scalars that
 This module is the host side: for each kernel of ``contract.py`` a thin wrapper
 that uploads host *inputs* (outputs must already be device arrays, since the
 kernel writes into them), casts scalars to the arrays' dtype and launches the
-kernels of ``cuda_kernels.py`` and ``cuda_gemm.py``. Importing it is cheap and
-works without numba-cuda: numba-cuda is imported on first use.
+kernels of ``cuda_kernels.py``, ``cuda_gemm.py`` and ``cuda_primitives.py``.
+Importing it is cheap and works without numba-cuda: numba-cuda is imported on
+first use.
 
 Without a GPU, ``NUMBA_ENABLE_CUDASIM=1`` (set before Python starts) runs the
 same kernels in numba-cuda's simulator: correct but very slow, for tests only.
@@ -32,7 +33,7 @@ ON_DEVICE = True
 _INSTALL_HINT = "numba-cuda is not installed: pip install fastnn[cuda]"
 
 # Set by _setup() on first use: numba.cuda and this backend's kernel modules.
-_cuda = _ck = _cg = None
+_cuda = _ck = _cg = _cp = None
 _SIMULATED = False
 _scratch_buffers = {}
 
@@ -48,14 +49,14 @@ def _numba_cuda_installed():
 
 def _setup():
     """Import numba.cuda and the kernel modules once; return numba.cuda."""
-    global _cuda, _ck, _cg, _SIMULATED
+    global _cuda, _ck, _cg, _cp, _SIMULATED
     if _cuda is None:
         if not _numba_cuda_installed():
             raise ImportError(_INSTALL_HINT)
         from numba import cuda
         from numba.cuda import config
 
-        from . import cuda_gemm, cuda_kernels
+        from . import cuda_gemm, cuda_kernels, cuda_primitives
         _SIMULATED = bool(config.ENABLE_CUDASIM)
         if _SIMULATED:
             _describe_simulator_arrays(cuda)
@@ -65,7 +66,7 @@ def _setup():
             # (matched by message: numba-cuda versions differ in where the class lives)
             warnings.filterwarnings("ignore", message=r"Grid size \d+ will likely result in GPU "
                                     r"under-utilization")
-        _ck, _cg, _cuda = cuda_kernels, cuda_gemm, cuda
+        _ck, _cg, _cp, _cuda = cuda_kernels, cuda_gemm, cuda_primitives, cuda
     return _cuda
 
 
@@ -635,6 +636,93 @@ def penalty_grad(w, g, l1, l2):
         T = g.dtype.type
         _kernels(g.dtype).penalty_grad[_loop(g.size)](
             _flat(_input(w)), _flat(g), T(l1), T(l2))
+
+
+# --- tier-1 primitives (kernels/primitives.py; kernels in cuda_primitives) -----------------
+
+def _prims(dtype):
+    _setup()
+    return _cp.build(np.dtype(dtype))
+
+
+def unary(op, x, out):
+    out = _target(out)
+    if out.size:
+        _prims(out.dtype).unary[_loop(out.size)](_cp.UNARY_CODES[op], _flat(_input(x)), _flat(out))
+
+
+def binary(op, a, b, out):
+    out = _target(out)
+    if out.size:
+        _prims(out.dtype).binary[_loop(out.size)](_cp.BINARY_CODES[op], _flat(_input(a)),
+                                                  _flat(_input(b)), _flat(out))
+
+
+def _reduce(kernel, x, axis, out):
+    """Each line of x (its rows for axis 1, columns for axis 0) reduced by ``width``
+    threads: a power of two near the line's length, so short lines share a block."""
+    out = _target(out)
+    lines = out.shape[0]
+    if lines == 0:
+        return
+    x = _input(x)
+    width = min(_ck.THREADS, 1 << max(0, x.shape[axis] - 1).bit_length())
+    threads = _threads(lines * width)          # a multiple of width: both powers of two
+    blocks = -(-lines // (threads // width))
+    getattr(_prims(out.dtype), kernel)[blocks, threads](x, int(axis), width, out)
+
+
+def reduce_sum(x, axis, out):
+    _reduce("line_sums", x, axis, out)
+
+
+def reduce_max(x, axis, out):
+    _reduce("line_maxes", x, axis, out)
+
+
+def _raise_for_bad_index(kernel, flag, indices, rows):
+    """After the kernel has finished: ValueError naming the first index outside
+    [0, rows) if the kernel saw one (the flag holds some bad position; the message gives
+    the first, as every backend does)."""
+    if int(flag[0]) >= 0:
+        host = to_host(indices)
+        at = int(np.flatnonzero((host < 0) | (host >= rows))[0])
+        raise ValueError(f"{kernel}: indices must lie in [0, {rows}), got {host[at]} at {at}")
+
+
+def _check_indices(indices, rows, flag):
+    if indices.shape[0]:
+        _cp.check_indices[_loop(indices.shape[0])](indices, np.int64(rows), flag)
+
+
+def gather_rows(x, indices, out):
+    out = _target(out)
+    x, indices, flag = _input(x), _input(indices), _bad_row_flag()
+    if out.size:
+        _prims(out.dtype).gather_rows[_each(out.size)](x, indices, out, flag)
+    else:
+        _check_indices(indices, x.shape[0], flag)
+    _cuda.synchronize()
+    _raise_for_bad_index("gather_rows", flag, indices, x.shape[0])
+
+
+def scatter_add_rows(src, indices, out):
+    """The indices are checked first (one synchronisation), so a bad one leaves out as it was."""
+    out = _target(out)
+    src, indices, flag = _input(src), _input(indices), _bad_row_flag()
+    _setup()
+    _check_indices(indices, out.shape[0], flag)
+    _cuda.synchronize()
+    _raise_for_bad_index("scatter_add_rows", flag, indices, out.shape[0])
+    if src.size:
+        _cp.scatter_add_rows[_each(out.shape[1])](src, indices, out)
+
+
+def gemm_batched(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+    _setup()
+    a, b, out = _input(a), _input(b), _target(out)
+    for i in range(out.shape[0]):              # one launch of the backend's GEMM per matrix
+        _gemm(None, a[i], b[i], out[i], trans_a, trans_b, alpha, beta)
 
 
 # --- warm-up: every kernel once on tiny C-contiguous arrays --------------------------
