@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.fastnn-installed
 # Reinstall when the packaging or the compiled sources change.
-BUILD_INPUTS := pyproject.toml setup.py $(wildcard kernels/_cython/*.pyx kernels/_cython/*.pxd kernels/_cython/*.c kernels/_cython/*.h)
+BUILD_INPUTS := pyproject.toml setup.py $(wildcard kernels/_cython/*.pyx kernels/_cython/*.pxi kernels/_cython/*.pxd kernels/_cython/*.c kernels/_cython/*.h)
 
 .PHONY: install test test-cuda-sim test-browser browser sanitize demo clean distclean
 
@@ -43,7 +43,8 @@ test-browser: install browser
 # The CUDA kernels under numba's simulator: a separate interpreter, because the
 # variable must be set before numba is first imported. Tiny shapes only.
 test-cuda-sim: install
-	NUMBA_ENABLE_CUDASIM=1 FASTNN_TEST_BACKENDS=cuda $(PY) -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_layers.py tests/test_cuda.py
+	NUMBA_ENABLE_CUDASIM=1 FASTNN_TEST_BACKENDS=cuda $(PY) -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_layers.py tests/test_cuda.py \
+	  tests/test_primitives.py tests/test_tiers.py
 
 # The Cython backend's C code under AddressSanitizer + UBSan, with its kernel tests.
 sanitize: install

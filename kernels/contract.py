@@ -54,6 +54,7 @@ Activation names understood by the fused dense kernels: ``"linear"``, ``"relu"``
 
 from .validate import FLOAT_DTYPES, ContractError  # noqa: F401  (part of the contract's API)
 from . import validate as V
+from .primitives import PRIMITIVE_CHECKS, PRIMITIVES
 
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh")
 # name -> the integer code compiled kernels branch on: the one table for every backend
@@ -424,6 +425,11 @@ CHECKS = {
 }
 
 assert CHECKS.keys() == KERNELS.keys()
+
+
+# The tier-1 primitives of primitives.py are kernels of the contract like the others.
+KERNELS.update(PRIMITIVES)
+CHECKS.update(PRIMITIVE_CHECKS)
 
 
 def check(name, *args, **kwargs):

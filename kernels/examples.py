@@ -4,12 +4,14 @@ Whatever must touch every kernel (Numba's warm-up compiles each one, the CUDA ba
 first use compiles each one on the GPU, the tests check that the list is complete)
 takes the calls from here, so a new kernel is added in one place. Each dense kernel is
 called once per activation (the activation is a runtime code, but every call should
-see it), the optimizers with both values of their flags.
+see it), the optimizers with both values of their flags, the element-wise primitives
+once per op.
 """
 
 import numpy as np
 
 from .contract import ACTIVATIONS
+from .primitives import BINARY_OPS, UNARY_OPS
 
 __all__ = ["example_calls"]
 
@@ -75,5 +77,17 @@ def example_calls(dtype, rng=None):
         ("abs_sum", (y,)),
         ("scale_", (data(4, 5), 0.5)),
         ("penalty_grad", (w, data(3, 5), 1e-4, 1e-4)),
+    ]
+    positive = data(4, 5, low=0.5, high=2.0)
+    calls += [("unary", (op, positive, empty(4, 5))) for op in UNARY_OPS]
+    calls += [("binary", (op, y, positive, empty(4, 5))) for op in BINARY_OPS]
+    rows = np.array([2, 0, 2], np.int64)
+    calls += [
+        ("reduce_sum", (y, 0, empty(5))), ("reduce_sum", (y, 1, empty(4))),
+        ("reduce_max", (y, 0, empty(5))), ("reduce_max", (y, 1, empty(4))),
+        ("gather_rows", (y, rows, empty(3, 5))),
+        ("scatter_add_rows", (data(3, 5), rows, data(4, 5))),
+        ("gemm_batched", (data(2, 4, 3), data(2, 3, 5), empty(2, 4, 5))),
+        ("gemm_batched", (data(2, 3, 4), data(2, 5, 3), data(2, 4, 5), True, True, 0.5, 0.25)),
     ]
     return calls

@@ -252,3 +252,54 @@ def penalty_grad(w, g, l1, l2):
         g += l1 * np.sign(w)
     if l2:
         g += l2 * w
+
+
+# --- tier-1 primitives (kernels/primitives.py) ----------------------------------------------
+
+_UNARY = {"copy": np.copyto, "exp": np.exp, "log": np.log, "log1p": np.log1p, "sqrt": np.sqrt, "abs": np.abs,
+          "neg": np.negative, "reciprocal": np.reciprocal, "square": np.square, "sign": np.sign}
+_BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+           "maximum": np.maximum, "minimum": np.minimum}
+
+
+def unary(op, x, out):
+    if op == "copy":
+        np.copyto(out, x)
+        return
+    with np.errstate(all="ignore"):          # IEEE results (log(0) = -inf), no warnings
+        _UNARY[op](x, out=out)
+
+
+def binary(op, a, b, out):
+    with np.errstate(all="ignore"):
+        _BINARY[op](a, b, out=out)
+
+
+def reduce_sum(x, axis, out):
+    with np.errstate(all="ignore"):          # inf + -inf is NaN, without a warning
+        out[...] = x.sum(axis=axis, dtype=np.float64)
+
+
+def reduce_max(x, axis, out):
+    out[...] = x.max(axis=axis)
+
+
+def _check_indices(kernel, indices, rows):
+    if indices.size and (indices.min() < 0 or indices.max() >= rows):
+        bad = int(np.flatnonzero((indices < 0) | (indices >= rows))[0])
+        raise ValueError(f"{kernel}: indices must lie in [0, {rows}), got {indices[bad]} at {bad}")
+
+
+def gather_rows(x, indices, out):
+    _check_indices("gather_rows", indices, x.shape[0])
+    out[...] = x[indices]
+
+
+def scatter_add_rows(src, indices, out):
+    _check_indices("scatter_add_rows", indices, out.shape[0])
+    np.add.at(out, indices, src)
+
+
+def gemm_batched(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+    for i in range(out.shape[0]):
+        gemm(a[i], b[i], out[i], trans_a, trans_b, alpha, beta)

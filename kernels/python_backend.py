@@ -10,6 +10,8 @@ multiply takes seconds here and about a millisecond with BLAS.
 
 import math
 
+import numpy as np
+
 NAME = "python"
 DESCRIPTION = "interpreted Python loops (slow; for small sizes and for reading)"
 
@@ -26,6 +28,8 @@ def _rows(a, trans=False):
 # --- matrix multiply ------------------------------------------------------
 
 def gemm(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+    if out.size == 0:                # no rows or no columns: nothing to write
+        return
     A = _rows(a, trans_a)            # (M, K)
     Bt = _rows(b, not trans_b)       # op(b) transposed: (N, K), so each column is a row
     C = out.tolist()
@@ -350,3 +354,96 @@ def penalty_grad(w, g, l1, l2):
     if l2:
         gs = [gv + l2 * wv for wv, gv in zip(ws, gs)]
     g.reshape(-1)[...] = gs
+
+
+# --- tier-1 primitives (kernels/primitives.py), with NumPy's IEEE results ----------------
+
+def _exp(v):
+    try:
+        return math.exp(v)
+    except OverflowError:
+        return math.inf
+
+
+def _log(v):
+    return math.log(v) if v > 0 else (-math.inf if v == 0 else math.nan)
+
+
+def _log1p(v):
+    return math.log1p(v) if v > -1 else (-math.inf if v == -1 else math.nan)
+
+
+def _reciprocal(v):
+    return 1.0 / v if v != 0 else math.copysign(math.inf, v)
+
+
+def _div(a, b):
+    if b != 0 or a != a or b != b:
+        return a / b if b != 0 else math.nan
+    return math.nan if a == 0 else math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
+def _maximum(a, b):
+    return math.nan if a != a or b != b else (a if a >= b else b)
+
+
+def _minimum(a, b):
+    return math.nan if a != a or b != b else (a if a <= b else b)
+
+
+_UNARY = {"copy": lambda v: v, "exp": _exp, "log": _log, "log1p": _log1p, "sqrt": _sqrt, "abs": abs, "neg": lambda v: -v,
+          "reciprocal": _reciprocal, "square": lambda v: v * v,
+          "sign": lambda v: v if v != v else float((v > 0) - (v < 0))}
+_BINARY = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+           "div": _div, "maximum": _maximum, "minimum": _minimum}
+
+
+def unary(op, x, out):
+    fn = _UNARY[op]
+    values = [fn(v) for v in x.reshape(-1).tolist()]
+    with np.errstate(over="ignore"):         # a float64 result beyond float32 becomes inf
+        out.reshape(-1)[...] = values
+
+
+def binary(op, a, b, out):
+    fn = _BINARY[op]
+    values = [fn(p, q) for p, q in zip(a.reshape(-1).tolist(), b.reshape(-1).tolist())]
+    with np.errstate(over="ignore"):
+        out.reshape(-1)[...] = values
+
+
+def reduce_sum(x, axis, out):
+    rows = _rows(x, trans=axis == 0)             # the lines summed, each as a list
+    out[...] = [sum(line) for line in rows]          # Python floats: float64
+
+
+def reduce_max(x, axis, out):
+    out[...] = [math.nan if any(v != v for v in line) else max(line) for line in _rows(x, trans=axis == 0)]
+
+
+def _check_indices(kernel, indices, rows):
+    for i, r in enumerate(indices.tolist()):     # list indexing would wrap a negative index
+        if not 0 <= r < rows:
+            raise ValueError(f"{kernel}: indices must lie in [0, {rows}), got {r} at {i}")
+    return indices.tolist()
+
+
+def gather_rows(x, indices, out):
+    rows = _rows(x)
+    picked = [rows[r] for r in _check_indices("gather_rows", indices, len(rows))]
+    if picked:                       # (an empty list cannot fill an out of shape (0, D))
+        out[...] = picked
+
+
+def scatter_add_rows(src, indices, out):
+    dst = out.tolist()
+    for row, r in zip(_rows(src), _check_indices("scatter_add_rows", indices, len(dst))):
+        target = dst[r]
+        for j, v in enumerate(row):
+            target[j] += v
+    out[...] = dst
+
+
+def gemm_batched(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+    for i in range(out.shape[0]):
+        gemm(a[i], b[i], out[i], trans_a, trans_b, alpha, beta)

@@ -127,6 +127,13 @@ VALID = {
     "abs_sum": lambda: (_f(3, 2),),
     "scale_": lambda: (_f(3, 2), 0.5),
     "penalty_grad": lambda: (_f(3, 2), _f(3, 2), 0.1, 0.01),
+    "unary": lambda: ("exp", _f(3, 2), _f(3, 2)),
+    "binary": lambda: ("mul", _f(3, 2), _f(3, 2), _f(3, 2)),
+    "reduce_sum": lambda: (_f(3, 2), 0, _f(2)),
+    "reduce_max": lambda: (_f(3, 2), 1, _f(3)),
+    "gather_rows": lambda: (_f(3, 2), _labels(2, 0), _f(2, 2)),
+    "scatter_add_rows": lambda: (_f(2, 2), _labels(2, 0), _f(3, 2)),
+    "gemm_batched": lambda: (_f(2, 3, 4), _f(2, 4, 5), _f(2, 3, 5)),
 }
 SHAPELESS = {"sum_squares", "abs_sum", "scale_"}      # any shape is right for these
 

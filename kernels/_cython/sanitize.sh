@@ -4,7 +4,7 @@
 # kernel tests against that build. Any out-of-bounds access, use after free or undefined
 # behaviour aborts the run with a report; exit status 0 means the run was clean.
 #
-#   kernels/_cython/sanitize.sh                  # tests/test_kernels.py -k cython + tests/test_cython.py
+#   kernels/_cython/sanitize.sh                  # tests/test_kernels.py, test_primitives.py -k cython + tests/test_cython.py
 #   kernels/_cython/sanitize.sh -k gemm          # extra pytest arguments are passed on
 #
 # Environment: PYTHON (default .venv/bin/python), FASTNN_SANITIZE_DIR (default build/sanitize).
@@ -32,7 +32,7 @@ export FASTNN_TEST_BACKENDS=cython
 "$PY" -c "from fastnn.kernels import cython_backend as cb; import sys; \
 ok, why = cb.available(); print('sanitized build:', cb._k.__file__, '-', why); sys.exit(0 if ok else 1)"
 status=0
-"$PY" -m pytest -q -p no:cacheprovider tests/test_kernels.py -k cython tests/test_cython.py "$@" || status=$?
+"$PY" -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_primitives.py -k cython tests/test_cython.py "$@" || status=$?
 if compgen -G "$REPORTS/*" >/dev/null; then
     cat "$REPORTS"/*
     echo "sanitizers: errors found (reports above, also in $REPORTS)"
