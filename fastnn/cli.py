@@ -220,7 +220,22 @@ def cmd_backends(args):
         mark = "yes" if ok else "no"
         star = "  (auto)" if name == auto else ""
         print(f"{name:<8} {mark:<10} {reason}{star}")
+    if args.kernels:
+        print_kernel_sources([n for n, (ok, _) in status.items() if ok])
     return 0
+
+
+def print_kernel_sources(names):
+    """Per kernel and backend: native, reference (tier 2 composed of the backend's own
+    tier-1 primitives) or host (the NumPy kernel on host memory)."""
+    import fastnn as fnn
+    sources = {n: fnn.kernels.get(n).sources for n in names}
+    tier2 = set(fnn.kernels.reference.TIER2)
+    print()
+    print(f"{'kernel':<32} {'tier':<5} " + " ".join(f"{n:<9}" for n in names))
+    for kernel in fnn.kernels.contract.KERNELS:
+        tier = "2" if kernel in tier2 else "1"
+        print(f"{kernel:<32} {tier:<5} " + " ".join(f"{sources[n][kernel]:<9}" for n in names))
 
 
 def warm_backend(name):
@@ -352,7 +367,10 @@ def make_parser():
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_demo(sub)
-    sub.add_parser("backends", help="list backends and whether each can run here").set_defaults(func=cmd_backends)
+    p = sub.add_parser("backends", help="list backends and whether each can run here")
+    p.add_argument("--kernels", action="store_true",
+                   help="also show, per kernel, which backends run it natively and which fall back")
+    p.set_defaults(func=cmd_backends)
     sub.add_parser("warmup", help="compile every JIT kernel ahead of time").set_defaults(func=cmd_warmup)
     import importlib
     for name in COMMAND_MODULES:

@@ -19,12 +19,14 @@ code runs. A backend module that fails to import, or that lacks a kernel, is
 reported as unavailable with the reason, never as a crash of ``import fastnn``.
 """
 
+import functools
 import importlib
 
 import numpy as np
 
 from . import blas_pool, contract
 from .fused_contract import FUSED_CHECKS, FUSED_KERNELS
+from .reference import REFERENCES
 
 # Order matters: "auto" picks the first available of AUTO_ORDER.
 BACKEND_MODULES = {
@@ -66,15 +68,24 @@ class Backend:
         self.name = name
         self.module = module
         self.description = getattr(module, "DESCRIPTION", "")
+        self.on_device = bool(getattr(module, "ON_DEVICE", False))
+        self.sources = {}      # kernel -> "native", "reference" (tier 2 on primitives), "host"
         for kernel in contract.KERNELS:
-            setattr(self, kernel, _checked(kernel, getattr(module, kernel)))
+            fn = getattr(module, kernel, None)
+            if callable(fn):
+                source = "native"
+            elif kernel in REFERENCES:
+                fn, source = functools.partial(REFERENCES[kernel], self), "reference"
+            else:
+                fn, source = _on_host(kernel, self), "host"
+            self.sources[kernel] = source
+            setattr(self, kernel, _checked(kernel, fn))
         for kernel in FUSED_KERNELS:     # optional: None where the backend has no fused form
             fn = getattr(module, kernel, None)
             setattr(self, kernel, None if fn is None else _checked(kernel, fn, FUSED_CHECKS, FUSED_KERNELS))
         for helper in ("empty", "zeros", "asarray", "to_host", "take_rows"):
             if hasattr(module, helper):
                 setattr(self, helper, getattr(module, helper))
-        self.on_device = bool(getattr(module, "ON_DEVICE", False))
 
     @staticmethod
     def empty(shape, dtype):
@@ -105,6 +116,26 @@ class Backend:
         return f"<fastnn backend {self.name!r}: {self.description}>"
 
 
+def _on_host(name, bk):
+    """Kernel ``name`` of the NumPy reference for a backend that lacks a tier-1 primitive:
+    on host memory as it is; device arrays copied to the host and back (slow, but the
+    backend keeps working; ``fastnn backends --kernels`` shows it)."""
+    from . import numpy_backend
+
+    fn = getattr(numpy_backend, name)
+    if not bk.on_device:
+        return fn
+
+    def kernel(*args, **kwargs):
+        host = [bk.to_host(a) if hasattr(a, "__cuda_array_interface__") else a for a in args]
+        result = fn(*host, **kwargs)
+        for a, h in zip(args, host):
+            if a is not h:
+                a.copy_to_device(np.ascontiguousarray(h))
+        return result
+    return kernel
+
+
 def _checked(name, fn, checks=contract.CHECKS, docs=contract.KERNELS):
     check = checks[name]
 
@@ -128,11 +159,7 @@ def _load(name):
         return _cache[name]
     try:
         module = importlib.import_module(f"{__name__}.{BACKEND_MODULES[name]}")
-        ok, reason = module.available()
-        if ok:
-            missing = [k for k in contract.KERNELS if not hasattr(module, k)]
-            if missing:
-                ok, reason = False, f"missing kernels: {', '.join(missing)}"
+        ok, reason = module.available()     # a missing kernel falls back (Backend.sources)
     except Exception as exc:  # any import-time failure means "unavailable", with why
         ok, reason, module = False, f"{type(exc).__name__}: {exc}", None
     result = (Backend(name, module) if ok else None, reason)
