@@ -110,6 +110,9 @@ def _add_train(sub):
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--save", metavar="PATH", help="write the trained model to this .npz file")
     p.add_argument("--plot", metavar="PATH", help="write loss/accuracy curves to this PNG")
+    p.add_argument("--distributed", action="store_true",
+                   help="train data-parallel over the ranks of mpiexec -n R (pip install 'fastnn[mpi]'); "
+                        "--batch-size is the global batch; only rank 0 prints and writes files")
     p.set_defaults(func=cmd_train)
 
 
@@ -162,7 +165,7 @@ def build_mlp(n_in, hidden, n_out, backend, seed):
 
 
 def train_once(dataset, backend, epochs, hidden, lr, batch_size, seed, momentum=0.0, optimizer="sgd",
-               verbose=1, callbacks=()):
+               verbose=1, callbacks=(), distributed=False):
     """Train one MLP; returns (model, history, test metrics, seconds, the fitted standardiser)."""
     import fastnn as fnn
     X_train, X_test, y_train, y_test, scaler = load_dataset(dataset, seed, with_scaler=True)
@@ -174,7 +177,7 @@ def train_once(dataset, backend, epochs, hidden, lr, batch_size, seed, momentum=
     start = time.perf_counter()
     history = fnn.fit(model, fnn.SoftmaxCrossEntropy(), opt, X_train, y_train, epochs=epochs,
                       batch_size=batch_size, validation_split=0.1, seed=seed, verbose=verbose,
-                      callbacks=callbacks)
+                      callbacks=callbacks, distributed=distributed)
     seconds = time.perf_counter() - start
     return model, history, fnn.evaluate(model, X_test, y_test), seconds, scaler
 
@@ -185,19 +188,29 @@ def cmd_train(args):
     import fastnn as fnn
     backend = fnn.kernels.resolve(args.backend)
     fnn.get_backend(backend)
+    rank, ranks = (0, 1)
+    if args.distributed:
+        from .distributed import _mpi, world
+        _mpi()                          # ImportError naming the extra, before any work
+        rank, ranks = world()
+    say = print if rank == 0 else (lambda *a, **k: None)
     for option, path in (("--save", args.save), ("--plot", args.plot)):
-        if path:
+        if path and rank == 0:
             writable_file(path, option)
     hidden = ",".join(map(str, args.hidden))
-    print(f"training {args.dataset} on backend {backend!r}: hidden {hidden}, lr {args.lr}, "
-          f"{args.epochs} epochs, batch {args.batch_size}", flush=True)
+    say(f"training {args.dataset} on backend {backend!r}: hidden {hidden}, lr {args.lr}, "
+        f"{args.epochs} epochs, batch {args.batch_size}" + (f", {ranks} MPI ranks" if args.distributed else ""),
+        flush=True)
     with np.errstate(all="ignore"):   # a diverging run is reported by fit, in one line
         model, history, test, seconds, scaler = train_once(args.dataset, backend, args.epochs, args.hidden,
                                                            args.lr, args.batch_size, args.seed, args.momentum,
                                                            args.optimizer,
-                                                           verbose=2 if not sys.stderr.isatty() else 1)
-    print(f"done in {seconds:.2f} s; final train loss {history.loss[-1]:.4f}")
-    print(f"test accuracy {test['accuracy']:.4f}  test loss {test['loss']:.4f}")
+                                                           verbose=2 if not sys.stderr.isatty() else 1,
+                                                           distributed=args.distributed)
+    say(f"done in {seconds:.2f} s; final train loss {history.loss[-1]:.4f}")
+    say(f"test accuracy {test['accuracy']:.4f}  test loss {test['loss']:.4f}")
+    if rank != 0:
+        return 0
     if args.save:
         saved = with_standardizer(model, scaler)
         saved.save(args.save)

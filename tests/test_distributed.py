@@ -240,3 +240,24 @@ def test_only_rank_0_prints_progress(tmp_path):
     status, output, _ = _run(tmp_path, 3, "verbose", "numpy", "float64", "sgd", "68", timeout=30)
     assert status == 0, output[-3000:]
     assert output.count("epoch 1/3 ") == 1 and output.count("epoch 3/3 ") == 1, output
+
+
+@needs_mpi
+def test_fastnn_train_distributed_matches_one_process_and_only_rank_0_writes(tmp_path):
+    """``mpiexec -n 2 fastnn train --distributed``: the same final loss and test metrics as
+    one process at the same global batch, printed once, the model saved once by rank 0."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+           "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    args = [str(BIN / "fastnn"), "train", "--dataset", "xor", "--epochs", "3", "--backend", "numpy", "--seed", "0"]
+    one = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    many = subprocess.run([str(MPIEXEC), "-n", "2", *args, "--distributed", "--save", "m.npz"],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert one.returncode == 0 and many.returncode == 0, many.stdout + many.stderr
+
+    def finals(out):
+        return [line.split(" in ")[0] if line.startswith("done") else line
+                for line in out.splitlines() if line.startswith(("done", "test accuracy"))]
+    assert many.stdout.count("training xor") == 1 and "2 MPI ranks" in many.stdout
+    assert [line.split(";", 1)[-1] for line in finals(many.stdout)] == \
+           [line.split(";", 1)[-1] for line in finals(one.stdout)]
+    assert many.stdout.count("model saved to m.npz") == 1 and (tmp_path / "m.npz").exists()
