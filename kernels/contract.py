@@ -55,6 +55,7 @@ Activation names understood by the fused dense kernels: ``"linear"``, ``"relu"``
 from .validate import FLOAT_DTYPES, ContractError  # noqa: F401  (part of the contract's API)
 from . import validate as V
 from .primitives import PRIMITIVE_CHECKS, PRIMITIVES
+from .conv_contract import CONV_CHECKS, CONV_KERNELS
 
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh")
 # name -> the integer code compiled kernels branch on: the one table for every backend
@@ -430,6 +431,9 @@ assert CHECKS.keys() == KERNELS.keys()
 # The tier-1 primitives of primitives.py are kernels of the contract like the others.
 KERNELS.update(PRIMITIVES)
 CHECKS.update(PRIMITIVE_CHECKS)
+# The convolution and pooling kernels (tier 2) of conv_contract.py likewise.
+KERNELS.update(CONV_KERNELS)
+CHECKS.update(CONV_CHECKS)
 
 
 def check(name, *args, **kwargs):

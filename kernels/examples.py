@@ -6,6 +6,10 @@ takes the calls from here, so a new kernel is added in one place. Each dense ker
 called once per activation (the activation is a runtime code, but every call should
 see it), the optimizers with both values of their flags, the element-wise primitives
 once per op.
+
+The convolution and pooling kernels (``conv_contract.py``) come with ``conv=True``: they
+exist as NumPy kernels and references only, and the Numba warm-up and the CUDA backend's
+first use call the functions of their own modules, which have no such kernels yet.
 """
 
 import numpy as np
@@ -16,9 +20,10 @@ from .primitives import BINARY_OPS, UNARY_OPS
 __all__ = ["example_calls"]
 
 
-def example_calls(dtype, rng=None):
+def example_calls(dtype, rng=None, conv=False):
     """[(kernel name, args)] covering every kernel of ``contract.KERNELS`` for ``dtype``
-    (float32/float64): valid arguments (outputs freshly allocated), N = 4 rows."""
+    (float32/float64): valid arguments (outputs freshly allocated), N = 4 rows; the
+    convolution and pooling kernels only with ``conv=True`` (see above)."""
     dtype = np.dtype(dtype)
     rng = np.random.default_rng(0) if rng is None else rng
 
@@ -89,5 +94,28 @@ def example_calls(dtype, rng=None):
         ("scatter_add_rows", (data(3, 5), rows, data(4, 5))),
         ("gemm_batched", (data(2, 4, 3), data(2, 3, 5), empty(2, 4, 5))),
         ("gemm_batched", (data(2, 3, 4), data(2, 5, 3), data(2, 4, 5), True, True, 0.5, 0.25)),
+    ]
+    if conv:
+        calls += _conv_calls(data, empty, rng)
+    return calls
+
+
+def _conv_calls(data, empty, rng):
+    """Convolution (padded and strided, and 1x1) and pooling (overlapping windows) calls."""
+    x, w, b = data(2, 3, 7, 6), data(4, 3, 3, 2), data(4)
+    calls = []
+    for stride, padding, out in (((1, 1), (0, 0), (2, 4, 5, 5)), ((2, 3), (1, 2), (2, 4, 4, 3))):
+        calls.append(("conv2d_forward", (x, w, b, empty(*out), stride, padding)))
+        calls.append(("conv2d_backward", (x, w, data(*out), empty(2, 3, 7, 6), empty(4, 3, 3, 2),
+                                          empty(4), stride, padding)))
+    calls.append(("conv2d_backward", (x, data(5, 3, 1, 1), data(2, 5, 7, 6), None, empty(5, 3, 1, 1),
+                                      empty(5), (1, 1), (0, 0))))
+    argmax = np.zeros((2, 3, 3, 5), np.int64)                  # an output: overwritten
+    picks = rng.integers(0, 7 * 6, size=(2, 3, 3, 5))          # repeated picks accumulate
+    calls += [
+        ("maxpool2d_forward", (x, empty(2, 3, 3, 5), argmax, (3, 2), (2, 1))),
+        ("maxpool2d_backward", (data(2, 3, 3, 5), picks, empty(2, 3, 7, 6))),
+        ("avgpool2d_forward", (x, empty(2, 3, 3, 5), (3, 2), (2, 1))),
+        ("avgpool2d_backward", (data(2, 3, 3, 5), empty(2, 3, 7, 6), (3, 2), (2, 1))),
     ]
     return calls

@@ -303,3 +303,9 @@ def scatter_add_rows(src, indices, out):
 def gemm_batched(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
     for i in range(out.shape[0]):
         gemm(a[i], b[i], out[i], trans_a, trans_b, alpha, beta)
+
+
+# --- convolution and pooling (kernels/conv_contract.py), in their own module -----------------
+
+from .numpy_conv import (avgpool2d_backward, avgpool2d_forward, conv2d_backward,  # noqa: E402,F401
+                         conv2d_forward, maxpool2d_backward, maxpool2d_forward)

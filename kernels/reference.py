@@ -14,6 +14,7 @@ matrix is a GEMM with a vector of ones, the one broadcast the primitives need.
 import numpy as np
 
 from .contract import ACTIVATIONS
+from .reference_conv import CONV_REFERENCES
 
 __all__ = ["REFERENCES", "TIER2"]
 
@@ -307,5 +308,6 @@ REFERENCES = {name: fn for name, fn in globals().items()
                           "bce_with_logits_forward", "bce_with_logits_backward", "dropout_forward",
                           "dropout_backward", "batchnorm_forward", "batchnorm_inference",
                           "batchnorm_backward", "sgd_update", "adam_update", "penalty_grad")}
+REFERENCES.update(CONV_REFERENCES)     # convolution and pooling: kernels/reference_conv.py
 TIER2 = tuple(REFERENCES)
 assert all(a in ("linear",) + tuple(_ACT) for a in ACTIVATIONS)

@@ -134,6 +134,14 @@ VALID = {
     "gather_rows": lambda: (_f(3, 2), _labels(2, 0), _f(2, 2)),
     "scatter_add_rows": lambda: (_f(2, 2), _labels(2, 0), _f(3, 2)),
     "gemm_batched": lambda: (_f(2, 3, 4), _f(2, 4, 5), _f(2, 3, 5)),
+    "conv2d_forward": lambda: (_f(2, 3, 5, 5), _f(4, 3, 3, 3), _f(4), _f(2, 4, 3, 3), (1, 1), (0, 0)),
+    "conv2d_backward": lambda: (_f(2, 3, 5, 5), _f(4, 3, 3, 3), _f(2, 4, 3, 3), _f(2, 3, 5, 5),
+                                _f(4, 3, 3, 3), _f(4), (1, 1), (0, 0)),
+    "maxpool2d_forward": lambda: (_f(2, 3, 4, 4), _f(2, 3, 2, 2), np.zeros((2, 3, 2, 2), np.int64),
+                                  (2, 2), (2, 2)),
+    "maxpool2d_backward": lambda: (_f(2, 3, 2, 2), np.zeros((2, 3, 2, 2), np.int64), _f(2, 3, 4, 4)),
+    "avgpool2d_forward": lambda: (_f(2, 3, 4, 4), _f(2, 3, 2, 2), (2, 2), (2, 2)),
+    "avgpool2d_backward": lambda: (_f(2, 3, 2, 2), _f(2, 3, 4, 4), (2, 2), (2, 2)),
 }
 SHAPELESS = {"sum_squares", "abs_sum", "scale_"}      # any shape is right for these
 
