@@ -15,8 +15,8 @@ from .backend import (BackendUnavailable, available_backends, backend_status, ge
                       warmup)
 from .gradcheck import gradcheck
 from .io import load, save
-from .layers import (BatchNorm1d, Dense, Dropout, Flatten, Layer, LeakyReLU, ReLU, Residual,
-                     Sequential, Sigmoid, Softmax, Standardize, Tanh)
+from .layers import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dense, Dropout, Flatten, Layer,
+                     LeakyReLU, MaxPool2d, ReLU, Residual, Sequential, Sigmoid, Softmax, Standardize, Tanh)
 from .losses import L1, L2, MSE, BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
 from .optim import SGD, Adam, AdamW, CosineLR, StepLR, clip_grad_norm, global_grad_norm
 from .parameter import Parameter
@@ -30,8 +30,8 @@ __version__ = "0.1.0"
 __all__ = [
     "data", "distributed", "kernels", "BackendUnavailable", "available_backends", "backend_status", "get_backend",
     "get_backend_name", "get_num_threads", "set_backend", "set_num_threads", "use_backend", "warmup",
-    "gradcheck", "load", "save", "BatchNorm1d", "Dense", "Dropout", "Flatten", "Layer", "LeakyReLU",
-    "ReLU", "Residual", "Sequential", "Sigmoid", "Softmax", "Standardize", "Tanh", "L1", "L2", "MSE",
+    "gradcheck", "load", "save", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dense", "Dropout",
+    "Flatten", "Layer", "LeakyReLU", "MaxPool2d", "ReLU", "Residual", "Sequential", "Sigmoid", "Softmax", "Standardize", "Tanh", "L1", "L2", "MSE",
     "BinaryCrossEntropy", "Loss", "SoftmaxCrossEntropy", "SGD", "Adam", "AdamW", "CosineLR", "StepLR",
     "clip_grad_norm", "global_grad_norm", "Parameter", "TrainStep", "Callback", "EarlyStopping", "History",
     "evaluate", "fit", "predict", "teach",

@@ -17,7 +17,8 @@ Shapes: ``N`` is the batch size throughout.
 This module holds the ``Layer`` base class, the registry of layer types (``LAYERS``,
 ``register``) and ``layer_config``; the layers themselves live in ``core_layers``
 (Dense, activations, Softmax, Dropout, Flatten), ``normalization`` (BatchNorm1d,
-Standardize) and ``containers`` (Sequential, Residual); rebuilding a layer from its
+Standardize), ``conv_layers`` (Conv2d, MaxPool2d, AvgPool2d, BatchNorm2d) and
+``containers`` (Sequential, Residual); rebuilding a layer from its
 description is in ``from_config`` (``layer_from_config``, ``config_shapes``,
 ``MAX_DEPTH``). Every one of those names can be imported from here.
 """
@@ -32,7 +33,8 @@ from .backend import get_backend, get_backend_name
 
 __all__ = [
     "Layer", "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Flatten",
-    "BatchNorm1d", "Standardize", "Sequential", "Residual", "LAYERS", "INITS", "MAX_DEPTH", "register",
+    "BatchNorm1d", "Standardize", "Conv2d", "MaxPool2d", "AvgPool2d", "BatchNorm2d", "Sequential",
+    "Residual", "LAYERS", "INITS", "MAX_DEPTH", "register",
     "layer_config", "layer_from_config", "config_shapes", "he_normal", "xavier_uniform",
 ]
 
@@ -248,5 +250,6 @@ def layer_config(layer):
 from .core_layers import (INITS, Dense, Dropout, Flatten, LeakyReLU, ReLU, Sigmoid,  # noqa: E402
                           Softmax, Tanh, he_normal, xavier_uniform)
 from .normalization import BatchNorm1d, Standardize  # noqa: E402
+from .conv_layers import AvgPool2d, BatchNorm2d, Conv2d, MaxPool2d  # noqa: E402
 from .containers import Residual, Sequential  # noqa: E402
 from .from_config import MAX_DEPTH, config_shapes, layer_from_config  # noqa: E402

@@ -25,11 +25,12 @@ class BatchNorm1d(Layer):
 
     def __init__(self, num_features, momentum=0.1, eps=1e-5, backend=None, dtype="float32"):
         super().__init__(backend, dtype)
-        num_features = _positive_int("BatchNorm1d", "num_features", num_features)
+        name = type(self).__name__            # BatchNorm2d shares this constructor
+        num_features = _positive_int(name, "num_features", num_features)
         if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"BatchNorm1d: momentum must be in [0, 1], got {momentum!r}")
+            raise ValueError(f"{name}: momentum must be in [0, 1], got {momentum!r}")
         if not 0.0 <= eps < np.inf:
-            raise ValueError(f"BatchNorm1d: eps must be a finite number >= 0, got {eps!r}")
+            raise ValueError(f"{name}: eps must be a finite number >= 0, got {eps!r}")
         self.num_features, self.momentum, self.eps = num_features, float(momentum), float(eps)
         self.gamma = Parameter(np.ones(self.num_features, self.dtype), "gamma", self.backend_name)
         self.beta = Parameter(np.zeros(self.num_features, self.dtype), "beta", self.backend_name)
@@ -46,7 +47,7 @@ class BatchNorm1d(Layer):
 
     @classmethod
     def _config_shapes(cls, config):
-        d = _positive_int("BatchNorm1d", "num_features", config["num_features"])
+        d = _positive_int(cls.__name__, "num_features", config["num_features"])
         return {"gamma": (d,), "beta": (d,)}, {"running_mean": (d,), "running_var": (d,)}
 
     def _in_features(self):
@@ -59,10 +60,11 @@ class BatchNorm1d(Layer):
     def load_buffers(self, buffers):
         """Set ``running_mean`` and ``running_var`` (each (num_features,), finite; the
         variance >= 0). ValueError for anything else."""
-        mean = _feature_vector("BatchNorm1d", buffers, "running_mean", self.num_features)
-        var = _feature_vector("BatchNorm1d", buffers, "running_var", self.num_features)
+        name = type(self).__name__
+        mean = _feature_vector(name, buffers, "running_mean", self.num_features)
+        var = _feature_vector(name, buffers, "running_var", self.num_features)
         if np.any(var < 0):
-            raise ValueError(f"BatchNorm1d: running_var must be >= 0, got a minimum of {float(var.min())!r}")
+            raise ValueError(f"{name}: running_var must be >= 0, got a minimum of {float(var.min())!r}")
         self.running_mean = self.bk.asarray(np.asarray(mean, self.dtype))
         self.running_var = self.bk.asarray(np.asarray(var, self.dtype))
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+import fastnn as fnn
 import fastnn.kernels as K
 from fastnn.kernels import numpy_conv as ref
 
@@ -242,3 +243,131 @@ def test_maxpool_backward_refuses_an_argmax_outside_the_plane(backend, bad):
 def test_bad_kernel_arguments_are_refused_before_the_kernel_runs(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call(K.get("numpy"))
+
+
+# --- layers -------------------------------------------------------------------------------
+
+GRAD_TOL = 1e-6
+
+
+def _spaced(shape, seed):
+    """Distinct values 0.1 apart, shuffled: no max-pool window has a tie to straddle."""
+    rng = np.random.default_rng(seed)
+    return (rng.permutation(int(np.prod(shape))) * 0.1 - 1.0).reshape(shape)
+
+
+CONV_LAYER_CASES = {
+    "conv": (lambda b: fnn.Conv2d(2, 3, 3, padding=1, seed=1, backend=b), (2, 2, 4, 5)),
+    "conv_strided": (lambda b: fnn.Conv2d(2, 2, (3, 2), stride=(2, 1), padding=(0, 1), seed=1, backend=b),
+                     (1, 2, 6, 3)),
+    "conv_1x1_no_bias": (lambda b: fnn.Conv2d(3, 2, 1, bias=False, seed=1, backend=b), (2, 3, 3, 2)),
+    "maxpool": (lambda b: fnn.MaxPool2d(2, backend=b), (2, 2, 4, 5)),
+    "maxpool_overlapping": (lambda b: fnn.MaxPool2d((3, 2), stride=1, backend=b), (1, 2, 4, 4)),
+    "avgpool": (lambda b: fnn.AvgPool2d((2, 3), stride=(1, 2), backend=b), (2, 2, 3, 5)),
+    "batchnorm2d": (lambda b: fnn.BatchNorm2d(3, backend=b), (2, 3, 3, 2)),
+    "cnn": (lambda b: fnn.Sequential([fnn.Conv2d(2, 3, 3, padding=1), fnn.BatchNorm2d(3), fnn.ReLU(),
+                                      fnn.MaxPool2d(2), fnn.Dropout(0.3), fnn.Flatten(),
+                                      fnn.Dense(12, 3)], backend=b, seed=0), (3, 2, 4, 4)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONV_LAYER_CASES))
+def test_conv_layer_gradcheck(backend, case):
+    build, shape = CONV_LAYER_CASES[case]
+    assert fnn.gradcheck(build(backend.name), _spaced(shape, seed=2)) < GRAD_TOL
+
+
+def test_gradcheck_catches_a_wrong_conv_gradient(monkeypatch):
+    layer = fnn.Conv2d(2, 2, 3, padding=1, seed=1, backend="numpy")
+    x = _spaced((1, 2, 3, 3), 0)
+    assert fnn.gradcheck(layer, x) < GRAD_TOL
+    wrong = K.get("numpy").module.conv2d_backward
+
+    def off_by_one(x, w, dy, dx, dw, db, stride, padding):
+        wrong(x, w, dy, dx, dw, db, stride, padding)
+        dw *= 1.01
+    monkeypatch.setattr(K.get("numpy"), "conv2d_backward", off_by_one)
+    assert fnn.gradcheck(layer, x) > GRAD_TOL
+
+
+def test_conv2d_has_pytorch_layouts_and_accumulates_gradients():
+    conv = fnn.Conv2d(3, 4, (3, 2), stride=2, padding=(1, 0), seed=0, backend="numpy", dtype="float64")
+    assert conv.weight.data.shape == (4, 3, 3, 2) and conv.bias.data.shape == (4,)
+    assert conv.weight.data.std() == pytest.approx(np.sqrt(2 / 18), rel=0.3)   # He: fan_in = 3*3*2
+    x = _spaced((2, 3, 5, 4), 1)
+    out = conv.forward(x)
+    assert out.shape == (2, 4, 3, 2)
+    np.testing.assert_allclose(out, _direct_conv(x, conv.weight.data, conv.bias.data, (2, 2), (1, 0)))
+    dout = np.ones(out.shape)
+    conv.backward(dout)
+    once = conv.weight.grad.copy()
+    conv.backward(dout)
+    np.testing.assert_allclose(conv.weight.grad, 2 * once)
+    np.testing.assert_allclose(conv.bias.grad, 2 * dout.sum(axis=(0, 2, 3)))
+
+
+def test_cnn_saves_and_loads_with_its_batchnorm_statistics(tmp_path):
+    model = fnn.Sequential([fnn.Conv2d(1, 3, 3, stride=(1, 2), padding=1, bias=False), fnn.BatchNorm2d(3),
+                            fnn.ReLU(), fnn.AvgPool2d(2, stride=1), fnn.MaxPool2d((1, 2)), fnn.Flatten(),
+                            fnn.Dense(9, 2)], backend="numpy", seed=0)
+    x = _spaced((4, 1, 4, 7), 3)
+    model.forward(x)                     # training mode: the running statistics move
+    model.eval()
+    model.save(tmp_path / "cnn.npz")
+    loaded = fnn.load(tmp_path / "cnn.npz").eval()
+    np.testing.assert_array_equal(loaded.forward(x), model.forward(x))
+    assert fnn.layers.layer_config(loaded[0]) == {"type": "Conv2d", "in_channels": 1, "out_channels": 3,
+                                                  "kernel_size": 3, "stride": [1, 2], "padding": 1,
+                                                  "bias": False}
+    assert [p.name for p in loaded.parameters()][:3] == ["0.weight", "1.gamma", "1.beta"]
+    assert model.summary((1, 4, 7)).count("(N, 3, 4, 4)") == 3
+
+
+def test_dropout_and_flatten_take_images():
+    drop = fnn.Dropout(0.5, seed=0, backend="numpy")
+    x = np.ones((2, 3, 4, 5))
+    out = drop.forward(x)
+    assert out.shape == x.shape and set(np.unique(out)) <= {0.0, 2.0}
+    np.testing.assert_array_equal(drop.backward(np.ones(x.shape)), out)
+    flat = fnn.Flatten(backend="numpy")
+    assert flat.forward(x).shape == (2, 60) and flat.backward(np.ones((2, 60))).shape == x.shape
+
+
+@pytest.mark.parametrize("build,shape,error,match", [
+    (lambda: fnn.Conv2d(1, 2, 3), (4, 9), ValueError,
+     r"^Conv2d: expected a 4-D input \(batch, 1, height, width\), got shape \(4, 9\)"),
+    (lambda: fnn.Conv2d(1, 2, 3), (1, 5, 5), ValueError, r"^Conv2d: expected a 4-D input .* got shape \(1, 5, 5\)"),
+    (lambda: fnn.Conv2d(3, 2, 3), (2, 1, 5, 5), ValueError,
+     r"^Conv2d: expected 3 input channels \(batch, 3, height, width\), got shape \(2, 1, 5, 5\)"),
+    (lambda: fnn.Conv2d(1, 1, 5, padding=1), (1, 1, 2, 6), ValueError,
+     r"^Conv2d: kernel \(5, 5\) is larger than the padded input \(4, 8\) of input shape \(1, 1, 2, 6\)"),
+    (lambda: fnn.MaxPool2d(3), (1, 1, 2, 6), ValueError,
+     r"^MaxPool2d: kernel \(3, 3\) is larger than the input \(2, 6\) of input shape \(1, 1, 2, 6\)"),
+    (lambda: fnn.AvgPool2d(2), (2, 8), ValueError, r"^AvgPool2d: expected a 4-D input"),
+    (lambda: fnn.BatchNorm2d(3), (2, 2, 4, 4), ValueError, r"^BatchNorm2d: expected 3 input channels"),
+    (lambda: fnn.BatchNorm2d(3), (2, 3), ValueError, r"^BatchNorm2d: expected a 4-D input"),
+])
+def test_bad_input_is_refused_by_the_layer_before_any_kernel(backend, build, shape, error, match):
+    with fnn.use_backend(backend.name):
+        layer = build()
+    with pytest.raises(error, match=match):
+        layer.forward(np.ones(shape))
+
+
+@pytest.mark.parametrize("build,error,match", [
+    (lambda: fnn.Conv2d(1, 2, 0), ValueError, r"^Conv2d: kernel_size must be >= 1, got 0"),
+    (lambda: fnn.Conv2d(1, 2, 3, stride=0), ValueError, r"^Conv2d: stride must be >= 1"),
+    (lambda: fnn.Conv2d(1, 2, 3, stride=1.5), TypeError, r"^Conv2d: stride must be an int or a pair"),
+    (lambda: fnn.Conv2d(1, 2, 3, padding=-1), ValueError, r"^Conv2d: padding must be >= 0"),
+    (lambda: fnn.Conv2d(1, 2, "3"), TypeError, r"^Conv2d: kernel_size must be an int or a pair"),
+    (lambda: fnn.Conv2d(1, 2, (3,)), TypeError, r"^Conv2d: kernel_size must be an int or a pair"),
+    (lambda: fnn.Conv2d(1, 2, (3, True)), TypeError, r"^Conv2d: kernel_size"),
+    (lambda: fnn.Conv2d(0, 2, 3), ValueError, r"^Conv2d: in_channels must be a positive integer"),
+    (lambda: fnn.Conv2d(1, 2, 3, bias=None), TypeError, r"^Conv2d: bias must be True or False"),
+    (lambda: fnn.MaxPool2d(2, stride=(1, 0)), ValueError, r"^MaxPool2d: stride must be >= 1"),
+    (lambda: fnn.AvgPool2d(2.0), TypeError, r"^AvgPool2d: kernel_size must be an int or a pair"),
+    (lambda: fnn.BatchNorm2d(0), ValueError, r"^BatchNorm2d: num_features must be a positive integer"),
+])
+def test_bad_arguments_are_refused_naming_the_layer(build, error, match):
+    with pytest.raises(error, match=match):
+        build()
