@@ -371,3 +371,14 @@ def test_bad_input_is_refused_by_the_layer_before_any_kernel(backend, build, sha
 def test_bad_arguments_are_refused_naming_the_layer(build, error, match):
     with pytest.raises(error, match=match):
         build()
+
+
+def test_a_small_cnn_learns_the_digits_images():
+    X, y = fnn.data.load_digits(images=True)
+    assert X.shape == (1797, 1, 8, 8)
+    Xtr, Xte, ytr, yte = fnn.data.train_test_split(X / 16.0, y, test_size=0.25, seed=0, stratify=True)
+    model = fnn.Sequential([fnn.Conv2d(1, 8, 3, padding=1), fnn.ReLU(), fnn.MaxPool2d(2), fnn.Flatten(),
+                            fnn.Dense(128, 10)], backend="numpy", seed=0)
+    fnn.fit(model, fnn.SoftmaxCrossEntropy(), fnn.Adam(model.parameters(), lr=0.01), Xtr, ytr,
+            epochs=10, batch_size=32, seed=0, verbose=0)
+    assert fnn.evaluate(model, Xte, yte)["accuracy"] >= 0.95

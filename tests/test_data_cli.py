@@ -16,7 +16,8 @@ def test_load_digits():
     assert X.shape == (1797, 64) and X.dtype == np.float32 and y.dtype == np.int64
     assert X.min() == 0 and X.max() == 16 and set(np.unique(y)) == set(range(10))
     images, _ = data.load_digits(images=True)
-    assert images.shape == (1797, 8, 8)
+    assert images.shape == (1797, 1, 8, 8) and images.dtype == np.float32
+    np.testing.assert_array_equal(images.reshape(1797, 64), X)
 
 
 @pytest.mark.parametrize("name", sorted(data.TOY_DATASETS))

@@ -24,12 +24,13 @@ _HERE = os.path.dirname(__file__)
 def load_digits(images=False):
     """The 8x8 handwritten digits (1,797 images, 10 classes; see DIGITS.md for the source).
 
-    Returns ``(X, y)``: X float32 (1797, 64) with pixel values 0..16 (or (1797, 8, 8) if
-    ``images=True``), y int64 (1797,) digits 0-9.
+    Returns ``(X, y)``: X float32 (1797, 64) with pixel values 0..16, or with
+    ``images=True`` (1797, 1, 8, 8): one channel, NCHW as ``Conv2d`` takes it; y int64
+    (1797,) digits 0-9.
     """
     with np.load(os.path.join(_HERE, "digits.npz"), allow_pickle=False) as f:
         X, y = f["images"].astype(np.float32), f["labels"].astype(np.int64)
-    return (X if images else X.reshape(len(X), 64)), y
+    return (X.reshape(len(X), 1, 8, 8) if images else X.reshape(len(X), 64)), y
 
 
 # --- 2-D toy problems (all: X float32 (n, 2), y int64 (n,)) ---------------------------
