@@ -732,7 +732,8 @@ def _exercise(dtype):
     from .examples import example_calls
     kernels = globals()
     for name, args in example_calls(dtype):
-        kernels[name](*[asarray(a) if isinstance(a, np.ndarray) else a for a in args])
+        if name in kernels:               # the others run as references on these kernels
+            kernels[name](*[asarray(a) if isinstance(a, np.ndarray) else a for a in args])
     x, labels = asarray(np.ones((3, 4), dtype)), asarray(np.array([0, 1, 1], np.int64))
     take_rows(x, np.array([2, 0]))
     take_rows(labels, np.array([2, 0]))

@@ -6,10 +6,6 @@ takes the calls from here, so a new kernel is added in one place. Each dense ker
 called once per activation (the activation is a runtime code, but every call should
 see it), the optimizers with both values of their flags, the element-wise primitives
 once per op.
-
-The convolution and pooling kernels (``conv_contract.py``) come with ``conv=True``: they
-exist as NumPy kernels and references only, and the Numba warm-up and the CUDA backend's
-first use call the functions of their own modules, which have no such kernels yet.
 """
 
 import numpy as np
@@ -20,10 +16,9 @@ from .primitives import BINARY_OPS, UNARY_OPS
 __all__ = ["example_calls"]
 
 
-def example_calls(dtype, rng=None, conv=False):
+def example_calls(dtype, rng=None):
     """[(kernel name, args)] covering every kernel of ``contract.KERNELS`` for ``dtype``
-    (float32/float64): valid arguments (outputs freshly allocated), N = 4 rows; the
-    convolution and pooling kernels only with ``conv=True`` (see above)."""
+    (float32/float64): valid arguments (outputs freshly allocated), N = 4 rows."""
     dtype = np.dtype(dtype)
     rng = np.random.default_rng(0) if rng is None else rng
 
@@ -95,8 +90,7 @@ def example_calls(dtype, rng=None, conv=False):
         ("gemm_batched", (data(2, 4, 3), data(2, 3, 5), empty(2, 4, 5))),
         ("gemm_batched", (data(2, 3, 4), data(2, 5, 3), data(2, 4, 5), True, True, 0.5, 0.25)),
     ]
-    if conv:
-        calls += _conv_calls(data, empty, rng)
+    calls += _conv_calls(data, empty, rng)
     return calls
 
 

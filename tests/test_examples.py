@@ -7,26 +7,23 @@ import pytest
 import fastnn.kernels as K
 from fastnn.kernels import contract
 from fastnn.kernels.examples import example_calls
-from fastnn.kernels.reference_conv import CONV_KERNEL_NAMES
 
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_every_kernel_has_a_valid_example_call(dtype):
-    calls = example_calls(dtype, conv=True)
+    calls = example_calls(dtype)
     assert {name for name, _ in calls} == set(contract.KERNELS)
     for name, args in calls:
         contract.check(name, *args)          # raises if an example is not a valid call
     dense = [args[-2] for name, args in calls if name == "dense_forward"]
     assert sorted(dense) == sorted(contract.ACTIVATIONS)
-    # the default list (the warm-ups walk it) leaves out only the convolution and pooling kernels
-    assert {name for name, _ in example_calls(dtype)} == set(contract.KERNELS) - set(CONV_KERNEL_NAMES)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_every_backend_runs_the_example_calls_as_the_reference_does(backend, dtype):
     reference = K.get("numpy")
-    for (name, args), (_, mine) in zip(example_calls(dtype, conv=True), example_calls(dtype, conv=True)):
+    for (name, args), (_, mine) in zip(example_calls(dtype), example_calls(dtype)):
         want = getattr(reference, name)(*args)
         mine = [backend.asarray(a) if isinstance(a, np.ndarray) else a for a in mine]
         got = getattr(backend, name)(*mine)
