@@ -15,7 +15,7 @@ from .backend import (BackendUnavailable, available_backends, backend_status, ge
                       warmup)
 from .gradcheck import gradcheck
 from .io import load, save
-from .layers import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dense, Dropout, Flatten, Layer,
+from .layers import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dense, Dropout, Flatten, Layer, Unflatten,
                      LeakyReLU, MaxPool2d, ReLU, Residual, Sequential, Sigmoid, Softmax, Standardize, Tanh)
 from .losses import L1, L2, MSE, BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
 from .optim import SGD, Adam, AdamW, CosineLR, StepLR, clip_grad_norm, global_grad_norm
@@ -31,7 +31,7 @@ __all__ = [
     "data", "distributed", "kernels", "BackendUnavailable", "available_backends", "backend_status", "get_backend",
     "get_backend_name", "get_num_threads", "set_backend", "set_num_threads", "use_backend", "warmup",
     "gradcheck", "load", "save", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dense", "Dropout",
-    "Flatten", "Layer", "LeakyReLU", "MaxPool2d", "ReLU", "Residual", "Sequential", "Sigmoid", "Softmax", "Standardize", "Tanh", "L1", "L2", "MSE",
+    "Flatten", "Unflatten", "Layer", "LeakyReLU", "MaxPool2d", "ReLU", "Residual", "Sequential", "Sigmoid", "Softmax", "Standardize", "Tanh", "L1", "L2", "MSE",
     "BinaryCrossEntropy", "Loss", "SoftmaxCrossEntropy", "SGD", "Adam", "AdamW", "CosineLR", "StepLR",
     "clip_grad_norm", "global_grad_norm", "Parameter", "TrainStep", "Callback", "EarlyStopping", "History",
     "evaluate", "fit", "predict", "teach",

@@ -110,6 +110,9 @@ def _add_train(sub):
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--save", metavar="PATH", help="write the trained model to this .npz file")
     p.add_argument("--plot", metavar="PATH", help="write loss/accuracy curves to this PNG")
+    p.add_argument("--model", default="mlp", choices=["mlp", "cnn"],
+                   help="mlp: Dense/ReLU with --hidden widths; cnn: two 3x3 convolutions, a 2x2 max-pool "
+                        "and Dense 512-64-10 (digits only)")
     p.add_argument("--distributed", action="store_true",
                    help="train data-parallel over the ranks of mpiexec -n R (pip install 'fastnn[mpi]'); "
                         "--batch-size is the global batch; only rank 0 prints and writes files")
@@ -128,21 +131,24 @@ def load_dataset(name, seed=0, with_scaler=False):
 
 
 def with_standardizer(model, scaler):
-    """An MLP from :func:`build_mlp` with the fitted ``scaler`` as its first layer, the
-    same weights after it: a model that takes raw inputs. The model itself where the
-    library has no such layer (``scaler.as_layer``)."""
+    """``model`` (a Sequential) with the fitted ``scaler`` as its first layer, the same
+    weights after it: a model that takes raw inputs. The model itself where the library
+    has no such layer (``scaler.as_layer``)."""
     import fastnn as fnn
+    from .layers import layer_config, layer_from_config
     as_layer = getattr(scaler, "as_layer", None)
     if as_layer is None:
         return model
     # fresh layers, not model.layers: a container names its layers' parameters by position
-    dense = [layer for layer in model.layers if isinstance(layer, fnn.Dense)]
-    widths = [dense[0].in_features] + [d.out_features for d in dense]
     layers = [as_layer(backend=model.backend_name, dtype=model.dtype)]
-    layers += mlp_layers(widths[0], widths[1:-1], widths[-1], model.backend_name)
+    layers += [layer_from_config(layer_config(layer), backend=model.backend_name, dtype=model.dtype)
+               for layer in model.layers]
     raw = fnn.Sequential(layers, backend=model.backend_name)
     for new, old in zip(raw.parameters(), model.parameters(), strict=True):
         new.data = old.data
+    for new, old in zip(raw.layers[1:], model.layers):
+        if old.buffers():
+            new.load_buffers(old.buffers())
     return raw
 
 
@@ -158,6 +164,16 @@ def mlp_layers(n_in, hidden, n_out, backend):
     return layers
 
 
+def build_cnn(n_out, backend, seed):
+    """The digits CNN: flat 64-pixel rows back into 1 x 8 x 8 images, conv 1->16 and 16->32
+    (3 x 3, padding 1, ReLU), 2 x 2 max-pool, Dense 512 -> 64 -> n_out (logits)."""
+    import fastnn as fnn
+    layers = [fnn.Unflatten((1, 8, 8)), fnn.Conv2d(1, 16, 3, padding=1), fnn.ReLU(),
+              fnn.Conv2d(16, 32, 3, padding=1), fnn.ReLU(), fnn.MaxPool2d(2), fnn.Flatten(),
+              fnn.Dense(32 * 4 * 4, 64), fnn.ReLU(), fnn.Dense(64, n_out)]
+    return fnn.Sequential(layers, backend=backend, seed=seed)
+
+
 def build_mlp(n_in, hidden, n_out, backend, seed):
     """Dense/ReLU stack: n_in -> hidden... -> n_out (logits), initialised from ``seed``."""
     import fastnn as fnn
@@ -165,12 +181,14 @@ def build_mlp(n_in, hidden, n_out, backend, seed):
 
 
 def train_once(dataset, backend, epochs, hidden, lr, batch_size, seed, momentum=0.0, optimizer="sgd",
-               verbose=1, callbacks=(), distributed=False):
-    """Train one MLP; returns (model, history, test metrics, seconds, the fitted standardiser)."""
+               verbose=1, callbacks=(), distributed=False, model="mlp"):
+    """Train one MLP (or, ``model="cnn"``, the digits CNN); returns (model, history, test
+    metrics, seconds, the fitted standardiser)."""
     import fastnn as fnn
     X_train, X_test, y_train, y_test, scaler = load_dataset(dataset, seed, with_scaler=True)
     n_classes = int(y_train.max()) + 1
-    model = build_mlp(X_train.shape[1], hidden, n_classes, backend, seed)
+    model = (build_cnn(n_classes, backend, seed) if model == "cnn"
+             else build_mlp(X_train.shape[1], hidden, n_classes, backend, seed))
     params = model.parameters()
     opt = (fnn.SGD(params, lr=lr, momentum=momentum) if optimizer == "sgd"
            else fnn.optim.OPTIMIZERS[optimizer](params, lr=lr))
@@ -186,6 +204,8 @@ def cmd_train(args):
     import numpy as np
 
     import fastnn as fnn
+    if args.model == "cnn" and args.dataset != "digits":
+        raise ValueError("--model cnn needs --dataset digits (its inputs are the 8 x 8 images)")
     backend = fnn.kernels.resolve(args.backend)
     fnn.get_backend(backend)
     rank, ranks = (0, 1)
@@ -197,8 +217,9 @@ def cmd_train(args):
     for option, path in (("--save", args.save), ("--plot", args.plot)):
         if path and rank == 0:
             writable_file(path, option)
-    hidden = ",".join(map(str, args.hidden))
-    say(f"training {args.dataset} on backend {backend!r}: hidden {hidden}, lr {args.lr}, "
+    hidden = "cnn" if args.model == "cnn" else ",".join(map(str, args.hidden))
+    say(f"training {args.dataset} on backend {backend!r}: {'model' if args.model == 'cnn' else 'hidden'} "
+        f"{hidden}, lr {args.lr}, "
         f"{args.epochs} epochs, batch {args.batch_size}" + (f", {ranks} MPI ranks" if args.distributed else ""),
         flush=True)
     with np.errstate(all="ignore"):   # a diverging run is reported by fit, in one line
@@ -206,7 +227,7 @@ def cmd_train(args):
                                                            args.lr, args.batch_size, args.seed, args.momentum,
                                                            args.optimizer,
                                                            verbose=2 if not sys.stderr.isatty() else 1,
-                                                           distributed=args.distributed)
+                                                           distributed=args.distributed, model=args.model)
     say(f"done in {seconds:.2f} s; final train loss {history.loss[-1]:.4f}")
     say(f"test accuracy {test['accuracy']:.4f}  test loss {test['loss']:.4f}")
     if rank != 0:

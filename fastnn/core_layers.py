@@ -10,7 +10,7 @@ import numpy as np
 from .layers import _SKIP_INIT, Layer, _check_features, _positive_int, register
 from .parameter import Parameter
 
-__all__ = ["Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Flatten",
+__all__ = ["Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Flatten", "Unflatten",
            "INITS", "he_normal", "xavier_uniform"]
 
 
@@ -295,3 +295,39 @@ class Flatten(Layer):
         n = int(np.prod(self._shape[1:])) if self._shape else None
         dy = self._grad_input(dout, None if self._shape is None else (self._shape[0], n))
         return dy.reshape(self._shape)
+
+
+@register
+class Unflatten(Layer):
+    """(N, d1*d2*...) -> (N, d1, d2, ...) for ``shape = (d1, d2, ...)``: flat rows back into
+    images, e.g. ``Unflatten((1, 8, 8))`` before a ``Conv2d``; backward flattens ``dout``
+    again. (PyTorch: ``nn.Unflatten(1, shape)``.)"""
+
+    _keeps_shape = False
+
+    def __init__(self, shape, backend=None, dtype="float32"):
+        super().__init__(backend, dtype)
+        if (not isinstance(shape, (tuple, list)) or not shape
+                or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in shape)):
+            raise ValueError(f"Unflatten: shape must be a non-empty tuple of positive integers, got {shape!r}")
+        self.shape = tuple(int(d) for d in shape)
+        self._n = None
+
+    def output_shape(self, input_shape):
+        return self.shape
+
+    def _forward(self, x):
+        x = self._input(x)
+        size = int(np.prod(self.shape))
+        if len(x.shape) != 2 or x.shape[1] != size:
+            raise ValueError(f"Unflatten: expected input (batch, {size}) for shape {self.shape}, "
+                             f"got {tuple(x.shape)}")
+        self._n = x.shape[0]
+        return x.reshape((x.shape[0],) + self.shape)
+
+    def _backward(self, dout, need_dx=True):
+        dy = self._grad_input(dout, None if self._n is None else (self._n,) + self.shape)
+        return dy.reshape(dy.shape[0], int(np.prod(self.shape)))
+
+    def get_config(self):
+        return {"shape": self.shape}

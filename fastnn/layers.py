@@ -32,7 +32,7 @@ import numpy as np
 from .backend import get_backend, get_backend_name
 
 __all__ = [
-    "Layer", "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Flatten",
+    "Layer", "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Flatten", "Unflatten",
     "BatchNorm1d", "Standardize", "Conv2d", "MaxPool2d", "AvgPool2d", "BatchNorm2d", "Sequential",
     "Residual", "LAYERS", "INITS", "MAX_DEPTH", "register",
     "layer_config", "layer_from_config", "config_shapes", "he_normal", "xavier_uniform",
@@ -248,7 +248,7 @@ def layer_config(layer):
 
 # The layers, defined in their own modules (which import the names above), re-exported here.
 from .core_layers import (INITS, Dense, Dropout, Flatten, LeakyReLU, ReLU, Sigmoid,  # noqa: E402
-                          Softmax, Tanh, he_normal, xavier_uniform)
+                          Softmax, Tanh, Unflatten, he_normal, xavier_uniform)
 from .normalization import BatchNorm1d, Standardize  # noqa: E402
 from .conv_layers import AvgPool2d, BatchNorm2d, Conv2d, MaxPool2d  # noqa: E402
 from .containers import Residual, Sequential  # noqa: E402

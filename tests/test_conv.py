@@ -265,6 +265,9 @@ CONV_LAYER_CASES = {
     "maxpool_overlapping": (lambda b: fnn.MaxPool2d((3, 2), stride=1, backend=b), (1, 2, 4, 4)),
     "avgpool": (lambda b: fnn.AvgPool2d((2, 3), stride=(1, 2), backend=b), (2, 2, 3, 5)),
     "batchnorm2d": (lambda b: fnn.BatchNorm2d(3, backend=b), (2, 3, 3, 2)),
+    "unflatten_cnn": (lambda b: fnn.Sequential([fnn.Unflatten((2, 3, 2)), fnn.Conv2d(2, 2, 3, padding=1),
+                                                fnn.Tanh(), fnn.Flatten(), fnn.Dense(12, 2)],
+                                               backend=b, seed=0), (2, 12)),
     "cnn": (lambda b: fnn.Sequential([fnn.Conv2d(2, 3, 3, padding=1), fnn.BatchNorm2d(3), fnn.ReLU(),
                                       fnn.MaxPool2d(2), fnn.Dropout(0.3), fnn.Flatten(),
                                       fnn.Dense(12, 3)], backend=b, seed=0), (3, 2, 4, 4)),
@@ -382,3 +385,16 @@ def test_a_small_cnn_learns_the_digits_images():
     fnn.fit(model, fnn.SoftmaxCrossEntropy(), fnn.Adam(model.parameters(), lr=0.01), Xtr, ytr,
             epochs=10, batch_size=32, seed=0, verbose=0)
     assert fnn.evaluate(model, Xte, yte)["accuracy"] >= 0.95
+
+
+def test_unflatten_reshapes_rows_and_refuses_other_widths():
+    layer = fnn.Unflatten((1, 2, 3), backend="numpy")
+    x = np.arange(12.0, dtype=np.float32).reshape(2, 6)
+    np.testing.assert_array_equal(layer(x), x.reshape(2, 1, 2, 3))
+    np.testing.assert_array_equal(layer.backward(np.ones((2, 1, 2, 3), np.float32)), np.ones((2, 6)))
+    with pytest.raises(ValueError, match=r"Unflatten: expected input \(batch, 6\) for shape \(1, 2, 3\), got \(2, 5\)"):
+        layer(np.zeros((2, 5), np.float32))
+    for bad in ((), (0, 2), (2.0,), "12"):
+        with pytest.raises(ValueError, match="Unflatten: shape"):
+            fnn.Unflatten(bad)
+    assert fnn.layers.layer_from_config(fnn.layers.layer_config(layer)).shape == (1, 2, 3)
