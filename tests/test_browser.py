@@ -291,3 +291,114 @@ def test_visualizer_slider_shows_the_engine_numbers(page, visual_run):
         wrong = page.eval_on_selector_all("#samples tbody tr.wrong", "rows => rows.length")
         assert wrong == int((~cp.correct).sum())
         shot(page, f"visualizer_checkpoint_{k}")
+
+
+# --- the Training Loop Visualizer (six setups on the seed's 8 points) --------------------------------
+
+@pytest.fixture(scope="module")
+def loop_page(tmp_path_factory):
+    from fastnn.teach.loop import record_setups, write_loop_page
+    return write_loop_page(str(tmp_path_factory.mktemp("loop"))), record_setups()
+
+
+def _loop_state(page):
+    return {"loss": page.inner_text("#loss-value"), "accuracy": page.inner_text("#accuracy"),
+            "state": page.inner_text("#fit-state"), "epoch": int(page.get_attribute("body", "data-epoch"))}
+
+
+def _assert_loop_matches(page, data):
+    setup, k = page.get_attribute("body", "data-setup"), int(page.get_attribute("body", "data-checkpoint"))
+    cp = data["runs"][setup]["checkpoints"][k]
+    assert _loop_state(page) == {"loss": f"{cp['loss']:.2f}", "accuracy": f"{round(100 * cp['accuracy'])}%",
+                                 "state": cp["state"].capitalize(), "epoch": cp["epoch"]}
+    assert f"{cp['loss']:.3f}" in page.inner_text("#step-loss")
+    assert f"norm is {cp['grad_norm']:.4f}" in page.inner_text("#step-backprop")
+    assert f"a step of size {cp['update']:.4f}" in page.inner_text("#step-update")
+    confs = page.eval_on_selector_all("#samples tbody tr", "rows => rows.map(r => r.children[3].textContent)")
+    want = [p if pt["label"] == 1 else 1 - p for p, pt in zip(cp["probs"], data["points"])]
+    assert confs == [f"{round(100 * c)}%" for c in want]
+    results = page.eval_on_selector_all("#samples tbody tr", "rows => rows.map(r => r.children[4].textContent)")
+    assert results == ["correct" if c else "wrong" for c in cp["correct"]]
+    return cp
+
+
+def test_loop_page_defaults_reproduce_the_seed(page, loop_page):
+    path, data = loop_page
+    page.goto("file://" + path)
+    assert page.get_attribute("body", "data-setup") == "deep-balanced"
+    assert _loop_state(page) == {"loss": "0.69", "accuracy": "50%", "state": "Underfitting", "epoch": 0}
+    _assert_loop_matches(page, data)
+    p = data["runs"]["deep-balanced"]["checkpoints"][0]["probs"][0]
+    assert page.inner_text("#sample").startswith(f"Point (-1, 1) should be positive. {round(100 * p)}%")
+    assert page.inner_text("#rate-text").endswith("A healthy step size for this toy problem. Fast enough to learn "
+                                                  "without obvious overshoot.")
+    assert len(page.query_selector_all("#rules li")) == 5
+    shot(page, "loop_1_defaults")
+
+
+def test_loop_page_scrub_and_switch_setups_keep_the_epoch(page, loop_page):
+    path, data = loop_page
+    page.goto("file://" + path)
+    page.focus("#scrubber")
+    for _ in range(9):
+        page.keyboard.press("ArrowRight")
+    cp = _assert_loop_matches(page, data)
+    epoch = cp["epoch"]
+    seen = set()
+    for depth in ("shallow", "deep"):
+        for rate in ("gentle", "balanced", "unstable"):
+            page.check(f"#depth-{depth}")
+            page.check(f"#rate-{rate}")
+            assert page.get_attribute("body", "data-setup") == f"{depth}-{rate}"
+            assert _assert_loop_matches(page, data)["epoch"] == epoch   # the epoch is kept
+            seen.add(page.inner_text("#rate-text"))
+            seen.add(page.inner_text("#depth-text"))
+    assert len(seen) == 5
+    page.check("#rate-unstable")
+    assert page.inner_text("#fit-state") == "Unstable"
+    shot(page, "loop_2_deep_unstable")
+    page.check("#rate-balanced")
+    page.focus("#scrubber")
+    page.keyboard.press("End")
+    last = _assert_loop_matches(page, data)
+    assert last["epoch"] == data["epochs"] and last["accuracy"] == 1.0
+    shot(page, "loop_3_deep_balanced_last")
+
+
+def _map_colour(page, x, y):
+    return page.evaluate("""([x, y]) => { const d = document.getElementById("map").getContext("2d")
+                                          .getImageData(x, y, 1, 1).data; return [d[0], d[1], d[2]]; }""", [x, y])
+
+
+def test_loop_page_sample_selection_and_map_colours(page, loop_page):
+    path, data = loop_page
+    page.goto("file://" + path)
+    page.focus("#scrubber")
+    page.keyboard.press("End")
+    cp = _assert_loop_matches(page, data)
+    page.click("#samples tbody tr:nth-child(3)")   # ne-negative
+    assert page.get_attribute("body", "data-selected") == "2"
+    p = 1 - cp["probs"][2]
+    assert page.inner_text("#sample").startswith(f"Point (1, 1) should be negative. {round(100 * p)}%")
+    assert page.eval_on_selector("#samples tr.selected td", "td => td.textContent") == "ne-negative"
+    box = page.query_selector("#map").bounding_box()
+    ext, size = data["extent"], 360
+    pt = data["points"][5]   # se-soft, clicked on the map
+    page.mouse.click(box["x"] + (pt["x"] - ext[0]) / (ext[1] - ext[0]) * box["width"],
+                     box["y"] + (1 - (pt["y"] - ext[2]) / (ext[3] - ext[2])) * box["height"])
+    assert page.get_attribute("body", "data-selected") == "5"
+    assert page.eval_on_selector("#samples tr.selected td", "td => td.textContent") == "se-soft"
+    G = data["grid"]   # painted colours: teal where the engine predicts positive, warm where negative
+    for gj in range(1, G, 5):
+        for gi in range(1, G, 5):
+            prob = cp["grid"][gj * G + gi] / 100
+            if abs(prob - 0.5) < 0.1:
+                continue
+            r, g, b = _map_colour(page, round(gi / (G - 1) * (size - 1)), round((size - 1) - gj / (G - 1) * (size - 1)))
+            point_near = any(abs(gi / (G - 1) * (ext[1] - ext[0]) + ext[0] - q["x"]) < 0.25 and
+                             abs(gj / (G - 1) * (ext[3] - ext[2]) + ext[2] - q["y"]) < 0.25 for q in data["points"])
+            if not point_near:
+                assert (g > r) == (prob >= 0.5), (gi, gj, prob, (r, g, b))
+    legend = page.inner_text(".legend")
+    assert "predict positive" in legend and "predict negative" in legend
+    shot(page, "loop_4_selected_sample")

@@ -339,3 +339,44 @@ def test_study_cli(tmp_path, capsys):
     assert os.path.exists(tmp_path / "study_optimizers.png")
     with pytest.raises(ValueError, match="unknown study"):
         teach.run_study("dropout")
+
+
+# --- the Training Loop Visualizer's six setups ----------------------------------------------------
+
+def test_fit_state_rules():
+    from fastnn.teach.loop import fit_state
+    assert fit_state(0.693, 0.5, 0.693) == "underfitting"                        # epoch 0
+    assert fit_state(float("nan"), 0.5, 0.693) == "unstable"
+    assert fit_state(0.5, 0.75, 0.693, 0.6, [0.6, 0.7, 0.5]) == "unstable"        # one epoch rose > 10%
+    assert fit_state(0.9, 0.75, 0.693, 0.9, [0.9, 0.9]) == "unstable"             # above epoch 0
+    assert fit_state(0.01, 1.0, 0.693, 0.02, [0.02, 0.01]) == "overfitting"
+    assert fit_state(0.2, 1.0, 0.693, 0.3, [0.3, 0.2]) == "fitted"
+    assert fit_state(0.5, 0.875, 0.693, 0.6, [0.6, 0.5]) == "learning"
+    assert fit_state(0.6, 0.875, 0.693, 0.601, [0.601, 0.6]) == "underfitting"   # stalled
+    assert fit_state(0.5, 1.0, 0.693, 0.6, [0.6, 0.5]) == "learning"              # all right, loss still high
+
+
+def test_seed_setups_shallow_cannot_solve_the_xor_deep_can():
+    from fastnn.teach.loop import SEED_POINTS, record_setups
+    data = record_setups(backend="numpy")
+    assert [(p["name"], p["x"], p["y"], p["label"]) for p in data["points"]] == [tuple(p) for p in SEED_POINTS]
+    assert set(data["runs"]) == {f"{d}-{r}" for d in ("shallow", "deep") for r in ("gentle", "balanced", "unstable")}
+    epochs = {tuple(c["epoch"] for c in run["checkpoints"]) for run in data["runs"].values()}
+    assert len(epochs) == 1   # the same checkpoint epochs in every setup
+    for name, run in data["runs"].items():
+        best = max(c["accuracy"] for c in run["checkpoints"])
+        if name.startswith("shallow"):   # one straight line: at most 6 of the 8 points
+            assert best <= 0.75, (name, best)
+        elif name != "deep-unstable":    # the hidden layer solves it (the unstable step keeps overshooting)
+            assert run["checkpoints"][-1]["accuracy"] == 1.0, name
+    first = data["runs"]["deep-balanced"]["checkpoints"][0]
+    assert round(first["loss"], 2) == 0.69 and first["accuracy"] == 0.5 and first["state"] == "underfitting"
+    states = [c["state"] for c in data["runs"]["deep-balanced"]["checkpoints"]]
+    assert {"underfitting", "learning", "fitted"} <= set(states)
+    assert "unstable" in [c["state"] for c in data["runs"]["deep-unstable"]["checkpoints"]]
+    assert "fitted" not in {c["state"] for n, r in data["runs"].items() if n.startswith("shallow")
+                            for c in r["checkpoints"]}
+    for run in data["runs"].values():   # update size = learning rate x gradient norm
+        for c in run["checkpoints"]:
+            assert c["update"] == pytest.approx(run["lr"] * c["grad_norm"], rel=1e-5, abs=2e-6)
+    assert record_setups(backend="numpy") == data   # deterministic
