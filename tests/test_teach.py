@@ -259,8 +259,19 @@ def test_visualize_cli(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "xor, no hidden layer, lr 0.02 (gentle)" in out and "straight line" in out
-    assert sorted(os.listdir(tmp_path)) == ["xor_h0_lr-gentle.html", "xor_h0_lr-gentle_loss.png",
-                                            "xor_h0_lr-gentle_maps.png"]
+    assert sorted(os.listdir(tmp_path)) == ["training-loop.html", "xor_h0_lr-gentle.html",
+                                            "xor_h0_lr-gentle_loss.png", "xor_h0_lr-gentle_maps.png"]
+
+
+def test_visualize_cli_defaults_to_the_seed_points(tmp_path, capsys):
+    assert cli_main(["visualize", "--backend", "numpy", "--out", str(tmp_path)]) == 0
+    assert "training-loop.html" in capsys.readouterr().out and os.listdir(tmp_path) == ["training-loop.html"]
+    with open(tmp_path / "training-loop.html", encoding="utf-8") as f:
+        html = f.read()
+    data = json.loads(re.search(r'id="loop-data" type="application/json">(.*?)</script>', html, re.S).group(1))
+    from fastnn.teach.loop import record_setups
+    assert data == json.loads(json.dumps(record_setups(backend="numpy")))   # the seeded runs, as embedded
+    assert "nw-positive" in html and not re.search(r'(src|href)\s*=\s*["\']?(https?:)?//', html)
 
 
 @pytest.mark.skipif(shutil.which(os.environ.get("CHROMIUM", "chromium")) is None,

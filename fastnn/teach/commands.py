@@ -132,20 +132,22 @@ def _add_visualize(sub):
     p = sub.add_parser("visualize", help="train a small classifier on a 2-D toy set and draw how it learns",
                        description="Record a training run at checkpoints and write a loss curve, a grid of "
                        "decision-map snapshots (PNG) and a self-contained HTML page with an epoch slider.")
-    p.add_argument("--dataset", default="moons", choices=sorted(DEFAULT_NOISE))
+    p.add_argument("--dataset", default="seed", choices=["seed", *sorted(DEFAULT_NOISE)],
+                   help="seed (default): the 8 named XOR points of the Training Loop Visualizer, six setups in "
+                   "one page; or a toy set, which also gets the single-run PNGs and page")
     p.add_argument("--hidden", default="8", help="hidden widths: 0 (none), 8, 8,8, ... (default 8)")
     p.add_argument("--activation", default="tanh", choices=HIDDEN_ACTIVATIONS)
     p.add_argument("--lr", default="balanced", help=f"a preset ({presets}) or a number")
     p.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS,
                    help="sgd (plain: the presets are tuned for it), momentum (0.9) or adam")
-    p.add_argument("--epochs", type=positive_int, default=200)
+    p.add_argument("--epochs", type=positive_int, help="default 300 for seed, 200 for the toy sets")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--n", type=positive_int, default=200, help="number of points (at least 4)")
     p.add_argument("--noise", type=non_negative_float, help="point noise (default per data set)")
     p.add_argument("--checkpoints", type=positive_int, default=12,
                    help="snapshots, epoch 0 included (at least 2; default 12)")
     p.add_argument("--grid", type=positive_int, default=80, help="decision-map resolution (at least 2; default 80)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=non_negative_int, help="default 7 for seed (a coin flip at epoch 0), 0 otherwise")
     p.add_argument("--backend", default="auto")
     p.add_argument("--out", default=os.path.join("fastnn-out", "visualize"), help="folder for the PNGs and HTML")
     p.set_defaults(func=cmd_visualize)
@@ -153,11 +155,18 @@ def _add_visualize(sub):
 
 def cmd_visualize(args):
     from ..cli import writable_folder
+    from .loop import write_loop_page
     from .visualizer import visualize
     backend = _use_backend(args.backend)
     writable_folder(args.out)
-    run = visualize(args.dataset, args.hidden, args.lr, args.epochs, args.activation, args.n, args.noise,
-                    args.batch_size, args.checkpoints, args.grid, args.seed, backend, args.out, args.optimizer,
+    page = write_loop_page(args.out, args.dataset, epochs=args.epochs, n=args.n, seed=args.seed,
+                           backend=backend)
+    print(f"training loop visualizer (six setups) {os.path.abspath(page)}")
+    if args.dataset == "seed":
+        print(f"open it in a browser from disk, or run: fastnn serve {args.out}")
+        return 0
+    run = visualize(args.dataset, args.hidden, args.lr, args.epochs or 200, args.activation, args.n, args.noise,
+                    args.batch_size, args.checkpoints, args.grid, args.seed or 0, backend, args.out, args.optimizer,
                     progress=True)
     print(f"{run.title}: {len(run.X)} points, batch {run.batch_size}, backend {run.backend}")
     print(f"{'epoch':>6} {'loss':>10} {'accuracy':>9}")
