@@ -22,7 +22,7 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 CYTHON_DIR = os.path.join("kernels", "_cython")
-C_SOURCES = ["cpu.c", "ukernels.c", "gemm.c", "ops.c", "prims.c", "train.c"]
+C_SOURCES = ["cpu.c", "ukernels.c", "gemm.c", "ops.c", "prims.c", "conv.c", "train.c"]
 OPENMP_FLAG = "-fopenmp"
 
 

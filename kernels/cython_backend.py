@@ -357,6 +357,34 @@ def gemm_batched(a, b, out, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
                     float(beta))
 
 
+# --- convolution and pooling (kernels/conv_contract.py; C in _cython/conv.c) -------------------------
+
+def conv2d_forward(x, w, b, out, stride, padding):
+    _k.conv2d_forward(_c(x), _c(w), _c(b), out, *stride, *padding)
+
+
+def conv2d_backward(x, w, dy, dx, dw, db, stride, padding):
+    # without dx, dw stands in for it (same dtype, never touched)
+    _k.conv2d_backward(_c(x), _c(w), _c(dy), dw if dx is None else dx, dx is not None, dw, db,
+                       *stride, *padding)
+
+
+def maxpool2d_forward(x, out, argmax, kernel, stride):
+    _k.maxpool2d_forward(_c(x), out, argmax, *kernel, *stride)
+
+
+def maxpool2d_backward(dy, argmax, dx):
+    _k.maxpool2d_backward(_c(dy), _c(argmax), dx)
+
+
+def avgpool2d_forward(x, out, kernel, stride):
+    _k.avgpool2d_forward(_c(x), out, *kernel, *stride)
+
+
+def avgpool2d_backward(dy, dx, kernel, stride):
+    _k.avgpool2d_backward(_c(dy), dx, *kernel, *stride)
+
+
 # --- whole-step fusion ------------------------------------------------------------------------------
 
 # A Dense MLP's whole training step (fused_contract.py) in one C call that holds no GIL, with

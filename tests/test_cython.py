@@ -221,8 +221,6 @@ def test_parallel_element_wise_kernels_match_serial(threads):
 
 def test_signatures_match_the_reference():
     for name in KERNELS:
-        if name in CONV_KERNEL_NAMES and not hasattr(cb, name):     # runs as its reference
-            continue
         assert inspect.signature(getattr(cb, name)) == inspect.signature(getattr(ref, name)), name
 
 
@@ -249,6 +247,30 @@ RAW_BAD_CALLS = [
     lambda: cb.adam_update(_f32(5), _f32(5), _f32(5), _f32(5), 0.1, 0.9, 0.999, 1e-8, 0.0, 0, False),
     lambda: cb.softmax_cross_entropy_forward(_f32(0, 3), np.zeros(0, np.int64), _f32(0, 3)),  # no rows
     lambda: cb.count_correct(_f32(2, 0), np.zeros(2, np.int64)),                          # no columns
+    # convolution and pooling, called without the contract's checks
+    lambda: cb.conv2d_forward(_f32(1, 2, 5, 5), _f32(3, 1, 3, 3), _f32(3), _f32(1, 3, 3, 3), (1, 1), (0, 0)),
+    lambda: cb.conv2d_forward(_f32(1, 1, 5, 5), _f32(3, 1, 3, 3), _f32(2), _f32(1, 3, 3, 3), (1, 1), (0, 0)),
+    lambda: cb.conv2d_forward(_f32(1, 1, 5, 5), _f32(3, 1, 3, 3), _f32(3), _f32(1, 3, 4, 3), (1, 1), (0, 0)),
+    lambda: cb.conv2d_forward(_f32(1, 1, 2, 2), _f32(1, 1, 3, 3), _f32(1), _f32(1, 1, 1, 1), (1, 1), (0, 0)),
+    lambda: cb.conv2d_forward(_f32(1, 1, 5, 5), _f32(1, 1, 3, 3), _f32(1), _f32(1, 1, 3, 3), (0, 1), (0, 0)),
+    lambda: cb.conv2d_forward(_f32(1, 1, 5, 5), _f32(1, 1, 3, 3), _f32(1), _f32(1, 1, 3, 3), (1, 1), (-1, 0)),
+    lambda: cb.conv2d_forward(_f32(0, 1, 5, 5), _f32(1, 1, 3, 3), _f32(1), _f32(0, 1, 3, 3), (1, 1), (0, 0)),
+    lambda: cb.conv2d_backward(_f32(1, 1, 5, 5), _f32(2, 1, 3, 3), _f32(1, 2, 3, 2), _f32(1, 1, 5, 5),
+                               _f32(2, 1, 3, 3), _f32(2), (1, 1), (0, 0)),
+    lambda: cb.conv2d_backward(_f32(1, 1, 5, 5), _f32(2, 1, 3, 3), _f32(1, 2, 3, 3), _f32(1, 1, 5, 4),
+                               _f32(2, 1, 3, 3), _f32(2), (1, 1), (0, 0)),
+    lambda: cb.conv2d_backward(_f32(1, 1, 5, 5), _f32(2, 1, 3, 3), _f32(1, 2, 3, 3), None,
+                               _f32(2, 1, 3, 2), _f32(2), (1, 1), (0, 0)),
+    lambda: cb.maxpool2d_forward(_f32(1, 1, 4, 4), _f32(1, 1, 2, 2), np.zeros((1, 1, 2, 1), np.int64),
+                                 (2, 2), (2, 2)),
+    lambda: cb.maxpool2d_forward(_f32(1, 1, 4, 4), _f32(1, 1, 1, 1), np.zeros((1, 1, 1, 1), np.int64),
+                                 (5, 2), (2, 2)),
+    lambda: cb.maxpool2d_backward(_f32(1, 1, 2, 2), np.zeros((1, 1, 2, 2), np.int64), _f32(1, 2, 4, 4)),
+    lambda: cb.maxpool2d_backward(_f32(1, 1, 2, 2), np.full((1, 1, 2, 2), 16, np.int64), _f32(1, 1, 4, 4)),
+    lambda: cb.avgpool2d_forward(_f32(1, 1, 4, 4), _f32(1, 1, 3, 2), (2, 2), (2, 2)),
+    lambda: cb.avgpool2d_backward(_f32(1, 1, 3, 2), _f32(1, 1, 4, 4), (2, 2), (2, 2)),
+    lambda: cb.avgpool2d_backward(_f32(1, 1, 2, 2), _f32(1, 1, 4, 4), (2, 2), (2, 2)) or
+    cb.avgpool2d_backward(_f32(1, 1, 2, 2), np.zeros((1, 1, 4, 4)), (2, 2), (2, 2)),  # dtypes differ
 ]
 
 
@@ -258,6 +280,38 @@ def test_raw_module_refuses_bad_shapes(call):
     it would read or write past."""
     with pytest.raises((ValueError, TypeError)):
         call()
+
+
+def test_conv_and_pool_kernels_are_native():
+    """The six run as cython's own C kernels, not as references on its primitives."""
+    sources = K.get("cython").sources
+    assert {name: sources[name] for name in CONV_KERNEL_NAMES} == dict.fromkeys(CONV_KERNEL_NAMES, "native")
+
+
+def test_raw_maxpool_backward_checks_each_index_and_writes_nothing_if_one_is_bad():
+    dx = np.full((1, 2, 2, 2), 7.0, np.float32)
+    arg = np.zeros((1, 2, 1, 1), np.int64)
+    arg[0, 1] = 4                    # the next plane's first element: outside its own plane
+    with pytest.raises(ValueError, match=r"argmax must lie in \[0, 4\), got 4 at flat position 1"):
+        cb._k.maxpool2d_backward(np.ones((1, 2, 1, 1), np.float32), arg, dx)
+    assert (dx == 7.0).all()
+    arg[0, 1] = 3
+    cb._k.maxpool2d_backward(np.ones((1, 2, 1, 1), np.float32), arg, dx)
+    np.testing.assert_array_equal(dx.reshape(2, 4), [[1, 0, 0, 0], [0, 0, 0, 1]])
+
+
+def test_conv_runs_in_blocks_of_images_like_one():
+    """A batch whose im2col scratch spans several blocks (8 MiB each) equals the NumPy kernel."""
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((40, 3, 40, 40)).astype(np.float32), rng.standard_normal((4, 3, 5, 5)).astype(np.float32)
+    b, dy = rng.standard_normal(4).astype(np.float32), rng.standard_normal((40, 4, 36, 36)).astype(np.float32)
+    got = [np.empty((40, 4, 36, 36), np.float32), np.empty_like(x), np.empty_like(w), np.empty(4, np.float32)]
+    want = [np.empty_like(a) for a in got]
+    for kernels, (out, dx, dw, db) in ((cb, got), (ref, want)):
+        kernels.conv2d_forward(x, w, b, out, (1, 1), (0, 0))
+        kernels.conv2d_backward(x, w, dy, dx, dw, db, (1, 1), (0, 0))
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, rtol=2e-4, atol=2e-3)
 
 
 def test_registry_checks_come_first():

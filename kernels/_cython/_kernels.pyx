@@ -471,6 +471,11 @@ def penalty_grad(const real[::1] w, real[::1] g, double l1, double l2):
 include "prims.pxi"
 
 
+# --- convolution and pooling (NCHW) ----------------------------------------------------------------
+
+include "conv.pxi"
+
+
 # --- the fused training step ------------------------------------------------------------------------
 
 cdef void *_param(object arr, int type_num, Py_ssize_t rows, Py_ssize_t cols, str what,

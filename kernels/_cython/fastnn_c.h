@@ -117,6 +117,23 @@ void fnn_gemm_batched(int dt, fnn_idx batch, fnn_idx m, fnn_idx n, fnn_idx k, do
                       const void *b, fnn_idx bsb, fnn_idx rsb, fnn_idx csb,
                       double beta, void *c, fnn_idx bsc, fnn_idx ldc);
 
+/* --- convolution and pooling (conv.c; kernels/conv_contract.py) ------------------------
+ * NCHW, C-contiguous: x (n, c, h, w), weights (o, c, kh, kw), out (n, o, oh, ow); pools use
+ * o = c and no padding. The conv functions return 0, or -1 if their scratch cannot be
+ * allocated (nothing is then written); maxpool2d_backward returns -1, or the position of the
+ * first argmax outside [0, hw) having written nothing. */
+typedef struct { fnn_idx n, c, h, w, o, kh, kw, sh, sw, ph, pw, oh, ow; } fnn_conv_shape;
+int fnn_conv2d_forward(int dt, const fnn_conv_shape *s, const void *x, const void *w, const void *b,
+                       void *out);
+/* dx may be NULL (not computed). */
+int fnn_conv2d_backward(int dt, const fnn_conv_shape *s, const void *x, const void *w, const void *dy,
+                        void *dx, void *dw, void *db);
+void fnn_maxpool2d_forward(int dt, const fnn_conv_shape *s, const void *x, void *out, int64_t *argmax);
+fnn_idx fnn_maxpool2d_backward(int dt, fnn_idx planes, fnn_idx hw, fnn_idx ohw, const void *dy,
+                               const int64_t *argmax, void *dx);
+void fnn_avgpool2d_forward(int dt, const fnn_conv_shape *s, const void *x, void *out);
+void fnn_avgpool2d_backward(int dt, const fnn_conv_shape *s, const void *dy, void *dx);
+
 /* --- whole training step of an MLP (train.c) ------------------------------------------- */
 typedef struct {
     fnn_idx in, out;        /* w is (in, out), b is (out,) */

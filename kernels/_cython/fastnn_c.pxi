@@ -89,6 +89,20 @@ cdef extern from "fastnn_c.h" nogil:
                           const void *b, fnn_idx bsb, fnn_idx rsb, fnn_idx csb,
                           double beta, void *c, fnn_idx bsc, fnn_idx ldc)
 
+    ctypedef struct fnn_conv_shape:
+        fnn_idx n, c, h, w, o, kh, kw, sh, sw, ph, pw, oh, ow
+
+    int fnn_conv2d_forward(int dt, const fnn_conv_shape *s, const void *x, const void *w,
+                           const void *b, void *out)
+    int fnn_conv2d_backward(int dt, const fnn_conv_shape *s, const void *x, const void *w,
+                            const void *dy, void *dx, void *dw, void *db)
+    void fnn_maxpool2d_forward(int dt, const fnn_conv_shape *s, const void *x, void *out,
+                               int64_t *argmax)
+    fnn_idx fnn_maxpool2d_backward(int dt, fnn_idx planes, fnn_idx hw, fnn_idx ohw, const void *dy,
+                                   const int64_t *argmax, void *dx)
+    void fnn_avgpool2d_forward(int dt, const fnn_conv_shape *s, const void *x, void *out)
+    void fnn_avgpool2d_backward(int dt, const fnn_conv_shape *s, const void *dy, void *dx)
+
     ctypedef struct fnn_layer:
         fnn_idx in_ "in"
         fnn_idx out
