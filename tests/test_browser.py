@@ -402,3 +402,5 @@ def test_loop_page_sample_selection_and_map_colours(page, loop_page):
     legend = page.inner_text(".legend")
     assert "predict positive" in legend and "predict negative" in legend
     shot(page, "loop_4_selected_sample")
+    page.set_viewport_size({"width": 390, "height": 800})   # phone width: nothing wider than the screen
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
