@@ -13,11 +13,10 @@ import fastnn.kernels as K
 from fastnn.kernels.contract import ACTIVATIONS, ContractError
 from fastnn.kernels.reference_conv import CONV_KERNEL_NAMES
 
-from conftest import max_dim
+from conftest import close, host, max_dim, on
 
 DTYPES = st.sampled_from([np.float32, np.float64])
 LAYOUTS = st.sampled_from(["C", "F", "strided"])
-TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-10}
 
 
 def make(data, shape, dtype, low=-1.0, high=1.0, layout=None):
@@ -39,9 +38,6 @@ def dims(data, backend, n, low=1):
     return [data.draw(st.integers(low, hi), label=f"d{i}") for i in range(n)]
 
 
-def on(backend, a):
-    """Hand an input to the backend: host arrays as they are, device copies for GPU backends."""
-    return backend.asarray(a) if backend.on_device and a is not None else a
 
 
 def out_like(backend, shape, dtype, init=None):
@@ -50,24 +46,8 @@ def out_like(backend, shape, dtype, init=None):
     return backend.asarray(np.full(shape, np.nan, dtype=dtype))
 
 
-def host(backend, a):
-    return np.asarray(backend.to_host(a))
 
 
-def close(got, want, dtype, scale=None):
-    """got == want within the dtype's tolerance; NaN, +inf and -inf must sit at exactly the
-    same places (a backend may never turn a NaN into a number, or a number into a NaN)."""
-    tol = TOL[np.dtype(dtype)]
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    assert got.shape == want.shape, (got.shape, want.shape)
-    for kind in (np.isnan, np.isposinf, np.isneginf):
-        wrong = kind(got) != kind(want)
-        assert not wrong.any(), (f"{kind.__name__} differs at {np.argwhere(wrong)[:4].tolist()}: "
-                                 f"got {got[wrong][:4]}, want {want[wrong][:4]}")
-    finite = np.isfinite(want)
-    got, want = got[finite], want[finite]
-    scale = max(1.0, float(np.max(np.abs(want)))) if scale is None and want.size else (scale or 1.0)
-    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
 
 
 def compare(backend, reference, name, inputs, outputs, dtype, kwargs=None, scale=None):

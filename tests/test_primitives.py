@@ -11,13 +11,12 @@ import pytest
 import fastnn.kernels as K
 from fastnn.kernels.primitives import BINARY_OPS, PRIMITIVES, UNARY_OPS
 
-from conftest import SMALL, max_dim
+from conftest import SMALL, close, host, max_dim, on
 
 # Infinities and NaN are the point here: NumPy (the reference) and the simulator warn on them.
 
 DTYPES = [np.float32, np.float64]
 LAYOUTS = ["C", "F", "strided"]
-TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-10}
 INF, NAN = np.inf, np.nan
 # zeros of both signs, +-1, values about which log1p/sqrt/reciprocal change, overflow of
 # exp and of squares in float32 and float64, infinities and NaN
@@ -37,8 +36,6 @@ def layout(a, kind):
     return np.ascontiguousarray(a)
 
 
-def on(bk, a):
-    return bk.asarray(a) if bk.on_device else a
 
 
 def output(bk, init):
@@ -46,24 +43,8 @@ def output(bk, init):
     return bk.asarray(np.array(init, order="C")) if bk.on_device else np.array(init, order="C")
 
 
-def host(bk, a):
-    return np.asarray(bk.to_host(a))
 
 
-def close(got, want, dtype, scale=None):
-    """Within the dtype's tolerance; NaN, +inf and -inf at exactly the same places."""
-    tol = TOL[np.dtype(dtype)]
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    assert got.shape == want.shape, (got.shape, want.shape)
-    for kind in (np.isnan, np.isposinf, np.isneginf):
-        wrong = kind(got) != kind(want)
-        assert not wrong.any(), (f"{kind.__name__} differs at {np.argwhere(wrong)[:4].tolist()}: "
-                                 f"got {got[wrong][:4]}, want {want[wrong][:4]}")
-    finite = np.isfinite(want)
-    got, want = got[finite], want[finite]
-    if want.size:
-        scale = scale or max(1.0, float(np.max(np.abs(want))))
-        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
 
 
 # --- element-wise ---------------------------------------------------------------------
