@@ -11,6 +11,7 @@
   ``numba_primitives``; ``gemm_batched`` runs the GEMM once per matrix.
 * Work above a size threshold is split over threads with ``prange``
   (``set_num_threads``); small layers stay on one thread.
+* Convolution (im2col + the packed GEMM, col2im) and pooling are in ``numba_conv``.
 * ``mlp_train_step`` (``numba_train``) runs a Dense MLP's whole training step in one call.
 
 The functions here are thin: they flatten or make inputs C-contiguous (a copy only
@@ -35,6 +36,8 @@ try:
     from . import numba_kernels as _k
     from . import numba_primitives as _p
     from . import numba_util as _u
+    from .numba_conv import (avgpool2d_backward, avgpool2d_forward, conv2d_backward,  # noqa: F401
+                             conv2d_forward, maxpool2d_backward, maxpool2d_forward)
     from .numba_gemm import GEMM_LADDER
     from .numba_train import mlp_train_step
     _IMPORT_ERROR = None
