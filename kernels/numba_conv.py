@@ -19,6 +19,8 @@ the compiled code C-contiguous; the contract checked every size, and
 make compiled code read or write out of bounds.
 """
 
+import threading
+
 import numpy as np
 from numba import njit, prange
 
@@ -164,6 +166,23 @@ def _geometry(x, w, dy_shape, stride, padding):
     return (c, h, wd, kh, kw, oh, ow, int(stride[0]), int(stride[1]), int(padding[0]), int(padding[1]))
 
 
+_scratch = threading.local()
+
+
+def _buffers(a, b, dtype):
+    """Two flat scratch buffers of at least a and b elements, kept per Python thread and
+    dtype and reused: fresh pages from the OS for megabytes of scratch at every call cost
+    as much as the im2col that fills them (at most 2 x BLOCK_BYTES each, plus one image)."""
+    held = getattr(_scratch, "held", None)
+    if held is None:
+        held = _scratch.held = {}
+    key = np.dtype(dtype)
+    got = held.get(key)
+    if got is None or got[0].size < a or got[1].size < b:
+        got = held[key] = (np.empty(a, dtype), np.empty(b, dtype))
+    return got
+
+
 def _block(n, p, k, o, itemsize):
     """Images per block: a scratch of at most BLOCK_BYTES (at least one image)."""
     return max(1, min(n, BLOCK_BYTES // (itemsize * p * max(k, o))))
@@ -179,7 +198,7 @@ def conv2d_forward(x, w, b, out, stride, padding):
     g = _geometry(x, w, out.shape, stride, padding)
     P, K = g[5] * g[6], g[0] * g[3] * g[4]
     nb = _block(n, P, K, o, x.itemsize)
-    cols, res = np.empty(nb * P * K, x.dtype), np.empty(nb * P * o, x.dtype)
+    cols, res = _buffers(nb * P * K, nb * P * o, x.dtype)
     w2, flat_out = w.reshape(o, K), out.reshape(-1)
     for n0 in range(0, n, nb):
         cnt = min(nb, n - n0)
@@ -197,7 +216,7 @@ def conv2d_backward(x, w, dy, dx, dw, db, stride, padding):
     P, K = g[5] * g[6], g[0] * g[3] * g[4]
     channel_sums(dy.reshape(n, o, P), db, max(1, min(_u.pieces(dy.size), o)))
     nb = _block(n, P, K, o, x.itemsize)
-    cols, rows = np.empty(nb * P * K, x.dtype), np.empty(nb * P * o, x.dtype)
+    cols, rows = _buffers(nb * P * K, nb * P * o, x.dtype)
     w2, dw2, flat_dy = w.reshape(o, K), dw.reshape(o, K), dy.reshape(-1)
     for n0 in range(0, n, nb):
         cnt = min(nb, n - n0)
