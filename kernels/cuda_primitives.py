@@ -27,14 +27,11 @@ import numpy as np
 from numba import cuda
 
 from .cuda_kernels import THREADS
+from .primitives import BINARY_CODES, BINARY_OPS, UNARY_CODES, UNARY_OPS
 
-COPY, EXP, LOG, LOG1P, SQRT, ABS, NEG, RECIPROCAL, SQUARE, SIGN = range(10)
-ADD, SUB, MUL, DIV, MAXIMUM, MINIMUM = range(6)
-# op name -> code, for every op of primitives.UNARY_OPS / BINARY_OPS (a test checks that)
-UNARY_CODES = {"copy": COPY, "exp": EXP, "log": LOG, "log1p": LOG1P, "sqrt": SQRT, "abs": ABS,
-               "neg": NEG, "reciprocal": RECIPROCAL, "square": SQUARE, "sign": SIGN}
-BINARY_CODES = {"add": ADD, "sub": SUB, "mul": MUL, "div": DIV, "maximum": MAXIMUM,
-                "minimum": MINIMUM}
+# the op codes of primitives.py, as module constants Numba compiles in
+COPY, EXP, LOG, LOG1P, SQRT, ABS, NEG, RECIPROCAL, SQUARE, SIGN = (UNARY_CODES[op] for op in UNARY_OPS)
+ADD, SUB, MUL, DIV, MAXIMUM, MINIMUM = (BINARY_CODES[op] for op in BINARY_OPS)
 
 _EXP_SPLIT = 700.0     # exp(v) = exp(v - 700) exp(700) above this: an overflow is then inf
 

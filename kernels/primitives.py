@@ -15,6 +15,10 @@ from . import validate as V
 
 UNARY_OPS = ("copy", "exp", "log", "log1p", "sqrt", "abs", "neg", "reciprocal", "square", "sign")
 BINARY_OPS = ("add", "sub", "mul", "div", "maximum", "minimum")
+# op name -> the integer code compiled kernels branch on: the one table for Numba and CUDA;
+# the C enum of fastnn_c.h repeats it (tests/test_primitives.py checks they agree).
+UNARY_CODES = {name: code for code, name in enumerate(UNARY_OPS)}
+BINARY_CODES = {name: code for code, name in enumerate(BINARY_OPS)}
 
 PRIMITIVES = {
     "unary": "unary(op, x, out): out = op(x) element-wise, op one of UNARY_OPS; any shape; "

@@ -320,8 +320,8 @@ def test_compiled_backends_define_every_primitive_natively(name):
 
 
 def test_op_tables_name_every_op_of_the_contract():
-    """Each compiled backend maps op names to its own codes; every name must be there (the
-    C enum and the Cython table in the contract's order), each code once."""
+    """Numba and CUDA take their op codes from primitives.py; the C enum repeats them and must
+    agree: every name there, in the contract's order, each code once."""
     from fastnn.kernels import cython_backend, numba_primitives
     tables = [numba_primitives]
     if cython_backend.available()[0]:
@@ -332,7 +332,9 @@ def test_op_tables_name_every_op_of_the_contract():
         tables.append(cuda_primitives)
     except ImportError:                                  # no numba-cuda installed
         pass
+    from fastnn.kernels import primitives
     for table in tables:
+        assert table.UNARY_CODES == primitives.UNARY_CODES and table.BINARY_CODES == primitives.BINARY_CODES
         assert list(table.UNARY_CODES) == list(UNARY_OPS), table
         assert list(table.BINARY_CODES) == list(BINARY_OPS), table
         assert len(set(table.UNARY_CODES.values())) == len(UNARY_OPS), table
