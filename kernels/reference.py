@@ -85,21 +85,19 @@ def dense_backward(bk, x, w, y, dy, dz, dx, dw, db, activation="linear", alpha=0
         bk.gemm(dz, w, dx, trans_b=True)
 
 
-def _label_index(bk, labels, n, c):
-    """Flat indices i * c + labels[i] into an (n * c, 1) view (labels checked on the host)."""
+def _label_index(bk, kernel, labels, n, c):
+    """Flat indices i * c + labels[i] into an (n * c, 1) view (labels checked on the host,
+    a ValueError naming ``kernel`` for one outside [0, c))."""
     host = np.asarray(bk.to_host(labels), np.int64)
     if n and (host.min() < 0 or host.max() >= c):
         bad = int(np.flatnonzero((host < 0) | (host >= c))[0])
-        raise ValueError(f"labels must lie in [0, {c}), got {host[bad]} at row {bad}")
+        raise ValueError(f"{kernel}: labels must lie in [0, {c}), got {host[bad]} at row {bad}")
     return bk.asarray(np.arange(n, dtype=np.int64) * c + host)
 
 
 def softmax_cross_entropy_forward(bk, logits, labels, probs):
     n, c = logits.shape
-    try:
-        index = _label_index(bk, labels, n, c)
-    except ValueError as exc:
-        raise ValueError(f"softmax_cross_entropy_forward: {exc}") from None
+    index = _label_index(bk, "softmax_cross_entropy_forward", labels, n, c)
     top = bk.empty((n,), logits.dtype)
     bk.reduce_max(logits, 1, top)
     shifted = _like(bk, logits)
@@ -121,10 +119,7 @@ def softmax_cross_entropy_forward(bk, logits, labels, probs):
 
 def softmax_cross_entropy_backward(bk, probs, labels, dlogits):
     n, c = probs.shape
-    try:
-        index = _label_index(bk, labels, n, c)
-    except ValueError as exc:
-        raise ValueError(f"softmax_cross_entropy_backward: {exc}") from None
+    index = _label_index(bk, "softmax_cross_entropy_backward", labels, n, c)
     onehot = bk.zeros((n * c, 1), probs.dtype)
     bk.scatter_add_rows(_ones(bk, (n, 1), probs.dtype), index, onehot)
     bk.binary("sub", probs, onehot.reshape(n, c), dlogits)
